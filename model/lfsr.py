@@ -1,0 +1,193 @@
+"""Maximal-length LFSRs, their leap-ahead draws and the per-stream seeds (ARCHITECTURE.md §4).
+
+Definition (the hardware :class:`fp8mac.hw.lfsr.Lfsr` implements exactly this):
+
+* A Fibonacci LFSR of width ``w`` holds a non-zero state ``s`` (bits ``w-1 .. 0``). One step
+  shifts left and feeds the parity of the tapped bits into bit 0::
+
+      s <- ((s << 1) & (2**w - 1)) | parity(s & tap_mask(w))
+
+  ``TAPS[w]`` lists the taps 1-indexed (tap ``t`` is state bit ``t - 1``), as in Xilinx XAPP052
+  ("Efficient Shift Registers, LFSR Counters, and Long Pseudo-Random Sequence Generators"); the
+  tests prove every entry maximal (period ``2**w - 1``).
+* A *draw* of ``r`` bits advances ``r`` steps and returns the low ``r`` bits of the new state: the
+  ``r`` bits just generated, the newest in bit 0. In hardware the ``r`` steps are one GF(2)-linear
+  map (:func:`leap_columns`), a leap-ahead XOR network, applied once per enabled cycle.
+* :func:`stream_seed` derives each stream's seed from the base seed and ``(row, col, stream)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TAPS", "Lfsr", "tap_mask", "lfsr_step", "leap_columns", "stream_seed",
+           "draw_sequences", "state_sequence", "STREAM_INNER", "STREAM_OUTER", "check_width"]
+
+TAPS: dict[int, tuple[int, ...]] = {
+    3: (3, 2), 4: (4, 3), 5: (5, 3), 6: (6, 5), 7: (7, 6), 8: (8, 6, 5, 4), 9: (9, 5),
+    10: (10, 7), 11: (11, 9), 12: (12, 6, 4, 1), 13: (13, 4, 3, 1), 14: (14, 5, 3, 1),
+    15: (15, 14), 16: (16, 15, 13, 4), 17: (17, 14), 18: (18, 11), 19: (19, 6, 2, 1),
+    20: (20, 17), 21: (21, 19), 22: (22, 21), 23: (23, 18), 24: (24, 23, 22, 17),
+    25: (25, 22), 26: (26, 6, 2, 1), 27: (27, 5, 2, 1), 28: (28, 25), 29: (29, 27),
+    30: (30, 6, 4, 1), 31: (31, 28), 32: (32, 22, 2, 1), 33: (33, 20), 34: (34, 27, 2, 1),
+    35: (35, 33), 36: (36, 25), 37: (37, 5, 4, 3, 2, 1), 38: (38, 6, 5, 1), 39: (39, 35),
+    40: (40, 38, 21, 19), 41: (41, 38), 42: (42, 41, 20, 19), 43: (43, 42, 38, 37),
+    44: (44, 43, 18, 17), 45: (45, 44, 42, 41), 46: (46, 45, 26, 25), 47: (47, 42),
+    48: (48, 47, 21, 20), 49: (49, 40), 50: (50, 49, 24, 23), 51: (51, 50, 36, 35),
+    52: (52, 49), 53: (53, 52, 38, 37), 54: (54, 53, 18, 17), 55: (55, 31),
+    56: (56, 55, 35, 34), 57: (57, 50), 58: (58, 39), 59: (59, 58, 38, 37), 60: (60, 59),
+    61: (61, 60, 46, 45), 62: (62, 61, 6, 5), 63: (63, 62), 64: (64, 63, 61, 60),
+}
+"""Maximal-length taps per width (XAPP052 table); the widths fp8mac supports."""
+
+STREAM_INNER = 0
+STREAM_OUTER = 1
+
+
+def check_width(width) -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or int(width) not in TAPS:
+        raise ValueError(f"lfsr_width must be an integer in {min(TAPS)}..{max(TAPS)} "
+                         f"(the widths of the tap table), not {width!r}")
+    return int(width)
+
+
+def tap_mask(width: int) -> int:
+    """The state bits whose parity is fed back."""
+    mask = 0
+    for t in TAPS[check_width(width)]:
+        mask |= 1 << (t - 1)
+    return mask
+
+
+def lfsr_step(state: int, width: int, mask: int | None = None) -> int:
+    """One step of the definition above, on a Python int."""
+    mask = tap_mask(width) if mask is None else mask
+    fb = (state & mask).bit_count() & 1
+    return ((state << 1) & ((1 << width) - 1)) | fb
+
+
+def leap_columns(width: int, steps: int) -> list[int]:
+    """The ``steps``-step map as columns: entry ``j`` is the state reached from state ``1 << j``.
+
+    The map is linear over GF(2), so a state ``s`` advances to the XOR of the columns of its set
+    bits; hardware builds each next-state bit as an XOR of the current bits that this names.
+    """
+    mask = tap_mask(width)
+    cols = []
+    for j in range(width):
+        v = 1 << j
+        for _ in range(steps):
+            v = lfsr_step(v, width, mask)
+        cols.append(v)
+    return cols
+
+
+def _apply_columns(cols: list[int], states: np.ndarray) -> np.ndarray:
+    """Apply a GF(2) map given as columns to an array of uint64 states (byte lookup tables)."""
+    width = len(cols)
+    out = np.zeros(states.shape, dtype=np.uint64)
+    for b in range(0, width, 8):
+        n = min(8, width - b)
+        table = np.zeros(1 << n, dtype=np.uint64)
+        for v in range(1, 1 << n):
+            low = (v & -v).bit_length() - 1
+            table[v] = int(table[v & (v - 1)]) ^ cols[b + low]
+        out ^= table[(states >> np.uint64(b)) & np.uint64((1 << n) - 1)]
+    return out
+
+
+def _compose(cols_a: list[int], cols_b: list[int]) -> list[int]:
+    """Columns of the map ``A after B``."""
+    return [int(x) for x in _apply_columns(cols_a, np.array(cols_b, dtype=np.uint64))]
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mixer."""
+    m = (1 << 64) - 1
+    x &= m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def stream_seed(seed: int, row: int, col: int, stream: int, width: int) -> int:
+    """The seed of one random stream: ``mix64(mix64(seed) + (row << 40 | col << 20 | stream))``
+    truncated to ``width`` bits, with 0 (the LFSR's dead state) replaced by 1."""
+    check_width(width)
+    v = _mix64(_mix64(seed) + ((row << 40) | (col << 20) | stream)) & ((1 << width) - 1)
+    return v or 1
+
+
+def state_sequence(seeds, width: int, steps: int, n: int) -> np.ndarray:
+    """States after ``steps``, ``2 * steps``, ... ``n * steps`` steps from each seed, as uint64 of
+    shape ``(n,) + seeds.shape``.
+
+    Vectorized by doubling: with states ``S_1 .. S_k`` known, ``S_{k+1} .. S_{2k}`` are the leap
+    map ``A**k`` applied to them, so the cost is about ``n * width / 8`` table look-ups per seed.
+    """
+    width = check_width(width)
+    seeds = np.asarray(seeds, dtype=np.uint64)
+    out = np.empty((n,) + seeds.shape, dtype=np.uint64)
+    if n == 0:
+        return out
+    power = leap_columns(width, steps)  # A**done, done = 1
+    out[0] = _apply_columns(power, seeds)
+    done = 1
+    while done < n:
+        k = min(done, n - done)
+        out[done:done + k] = _apply_columns(power, out[:k])
+        done += k
+        if done < n:
+            power = _compose(power, power)
+    return out
+
+
+def draw_sequences(seeds, width: int, rbits: int, n: int) -> np.ndarray:
+    """``n`` draws of ``rbits`` bits from an LFSR started at each seed: uint32 of shape
+    ``(n,) + seeds.shape``; draw ``i`` is the low ``rbits`` of the state after ``(i+1) * rbits``
+    steps."""
+    width = check_width(width)
+    if isinstance(rbits, bool) or not isinstance(rbits, (int, np.integer)) or not 1 <= rbits <= min(width, 32):
+        raise ValueError(f"rbits must be an integer in 1..{min(width, 32)} (at most the LFSR width), not {rbits!r}")
+    states = state_sequence(seeds, width, int(rbits), n)
+    return (states & np.uint64((1 << rbits) - 1)).astype(np.uint32)
+
+
+class Lfsr:
+    """One maximal-length LFSR as defined in the module docstring.
+
+    Parameters
+    ----------
+    width : int
+        State width; one of ``TAPS``' keys.
+    seed : int
+        Initial state, ``1 .. 2**width - 1``.
+    """
+
+    def __init__(self, width: int = 32, seed: int = 1):
+        self.width = check_width(width)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 < seed < (1 << self.width):
+            raise ValueError(f"seed must be an integer in 1..{(1 << self.width) - 1} for width {self.width}, not {seed!r}")
+        self.state = int(seed)
+        self._mask = tap_mask(self.width)
+
+    def step(self) -> int:
+        """Advance one step; returns the new bit."""
+        self.state = lfsr_step(self.state, self.width, self._mask)
+        return self.state & 1
+
+    def draw(self, rbits: int) -> int:
+        """Advance ``rbits`` steps and return the ``rbits`` new bits (newest in bit 0)."""
+        if not 1 <= rbits <= self.width:
+            raise ValueError(f"rbits must be in 1..{self.width} (the LFSR width), not {rbits}")
+        for _ in range(rbits):
+            self.step()
+        return self.state & ((1 << rbits) - 1)
+
+    def draws(self, n: int, rbits: int) -> np.ndarray:
+        """The next ``n`` draws as a uint32 array (vectorized), leaving the LFSR after them."""
+        draw_sequences(self.state, self.width, rbits, 0)  # validates rbits
+        states = state_sequence(self.state, self.width, rbits, n)
+        if n:
+            self.state = int(states[-1])
+        return (states & np.uint64((1 << rbits) - 1)).astype(np.uint32)

@@ -1,0 +1,189 @@
+"""The exact rounding core: one definition of every rounded result (ARCHITECTURE.md §2).
+
+Every rounded operation first forms its **exact** result as integers, ``(sign, sig, exp, sticky)``
+meaning ``|x| = (sig + theta) * 2**exp`` with ``theta = 0`` when ``sticky`` is False and
+``0 < theta < 1`` when it is True. :func:`add_exact` guarantees that a set sticky bit only ever
+lies far below the bits a rounding looks at (at least 34 bits below the result's ulp), so the
+decisions below are exactly those on the true value:
+
+* ``nearest``: round half to even.
+* ``zero``: truncate the magnitude.
+* ``stochastic`` with ``r`` bits: ``t`` is the part of ``|x|`` below the result's ulp, in ulps
+  (the ulp of the binade of ``|x|``, clamped at the subnormal ulp); ``q = floor(t * 2**r)``; the
+  magnitude rounds up iff ``q + R >= 2**r`` for the random r-bit integer ``R``. So
+  ``P(up) = q / 2**r`` and tail bits below the top r are ignored (bias at most ``2**-r`` ulp).
+
+Then overflow (the format's ``overflow`` policy; truncation always saturates, as IEEE 754 says),
+then flush-to-zero of subnormal results when the format has no subnormals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import FloatFormat, Unpacked
+
+__all__ = ["ROUNDINGS", "MAX_RBITS", "round_unpacked", "pack", "add_exact", "mul_exact",
+           "check_rounding"]
+
+ROUNDINGS = ("nearest", "zero", "stochastic")
+MAX_RBITS = 32
+WINDOW = 60  # add_exact keeps this many bits below the larger operand's top (see its docstring)
+_ZERO_TOP = -(1 << 20)  # "top" exponent of a zero operand: below any real one
+
+
+def bitlen(x: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values below 2**62 (0 for 0), vectorized and exact."""
+    _, e = np.frexp(x.astype(np.float64))
+    e = e.astype(np.int64)
+    # float64 rounding can carry a value just below 2**k up to 2**k: undo that.
+    over = (e > 0) & ((x >> np.clip(e - 1, 0, 62)) == 0)
+    return e - over
+
+
+def check_rounding(rounding, rand, rbits, shape=None):
+    """Validate a rounding request; returns ``(rounding, rand as int64 array or None, rbits)``."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    if rounding != "stochastic":
+        return rounding, None, rbits
+    if rbits is None or isinstance(rbits, bool) or not isinstance(rbits, (int, np.integer)):
+        raise ValueError(f"rbits must be an integer in 1..{MAX_RBITS} for stochastic rounding, not {rbits!r}")
+    if not 1 <= rbits <= MAX_RBITS:
+        raise ValueError(f"rbits must be in 1..{MAX_RBITS}, not {rbits}")
+    if rand is None:
+        raise ValueError("rand: stochastic rounding needs an array of r-bit random integers")
+    r = np.asarray(rand)
+    if r.dtype.kind not in "ui":
+        raise ValueError(f"rand must hold integers, got dtype {r.dtype}")
+    r = r.astype(np.int64)
+    if r.size and (r.min() < 0 or r.max() >= (1 << rbits)):
+        bad = r.min() if r.min() < 0 else r.max()
+        raise ValueError(f"rand values must be in 0..{(1 << rbits) - 1} for rbits={rbits}, got {bad}")
+    if shape is not None:
+        try:
+            np.broadcast_shapes(r.shape, shape)
+        except ValueError:
+            raise ValueError(f"rand shape {r.shape} does not broadcast with the operands' shape {shape}") from None
+    return rounding, r, int(rbits)
+
+
+def round_unpacked(fmt: FloatFormat, x: Unpacked, sticky, rounding="nearest", rand=None,
+                   rbits=None, checked=False) -> Unpacked:
+    """Round exact values ``x`` (+ sticky, see the module docstring) to ``fmt``.
+
+    Returns the canonical unpacked result: ``sig`` has at most ``fmt.precision`` bits, ``exp`` is
+    the result's ulp exponent, zeros have ``sig == 0``; NaNs and infinities are flagged (an
+    infinity becomes NaN in a format without infinities, or the largest finite value in a format
+    without NaN either). ``checked=True`` skips argument validation (internal fast path).
+    """
+    if not checked:
+        rounding, rand, rbits = check_rounding(rounding, rand, rbits)
+    sign, sig, exp, nan, inf = x
+    m = fmt.man_bits
+    L = bitlen(sig) - 1
+    top = np.where(sig > 0, L + exp, fmt.emin)
+    ue = np.maximum(top, fmt.emin) - m  # exponent of the result's ulp
+    s = ue - exp  # how many bits of sig lie below that ulp (<= 0: none)
+    sp = np.clip(s, 0, 62)  # sig < 2**62, so a shift of 62 already clears it
+    kept = np.where(s <= 0, sig << np.clip(-s, 0, 62), sig >> sp)
+    if rounding == "nearest":
+        hb = np.clip(s - 1, 0, 62)
+        half = (s >= 1) & (((sig >> hb) & 1) == 1)
+        below = ((sig & ((1 << hb) - 1)) != 0) | sticky
+        inc = half & (below | ((kept & 1) == 1))
+        need = 1
+    elif rounding == "stochastic":
+        rem = np.where(s <= 0, 0, sig & ((1 << sp) - 1))
+        q = np.where(s >= rbits, rem >> np.clip(s - rbits, 0, 62), rem << np.clip(rbits - s, 0, 62))
+        inc = (q + rand) >> rbits
+        need = rbits
+    else:
+        inc = 0
+        need = 0
+    if np.any(sticky & (s < need)):
+        raise AssertionError("internal: inexact operand bits reach the rounding position")
+    kept = kept + inc
+    carry = kept >> (m + 1)
+    kept = kept >> carry
+    ue = ue + carry
+    emax_ulp = fmt.emax - m
+    over = (ue > emax_ulp) | ((ue == emax_ulp) & (kept > fmt.max_sig))
+    if fmt.overflow == "inf" and rounding != "zero":
+        inf = inf | over
+        kept = np.where(over, 0, kept)
+    else:
+        kept = np.where(over, fmt.max_sig, kept)
+        ue = np.where(over, emax_ulp, ue)
+    if not fmt.subnormals:
+        kept = np.where(kept < (1 << m), 0, kept)
+    # Specials of the operands: NaN wins, then infinities the format may not have.
+    if not fmt.has_inf:
+        if fmt.has_nan:
+            nan = nan | inf
+        else:
+            kept = np.where(inf, fmt.max_sig, kept)
+            ue = np.where(inf, emax_ulp, ue)
+        inf = np.zeros_like(inf)
+    kept = np.where(nan | inf, 0, kept)
+    ue = np.where(kept == 0, fmt.emin - m, ue)
+    sign = np.where(nan, 0, sign)
+    return Unpacked(sign, kept, ue, nan, inf & ~nan)
+
+
+def pack(fmt: FloatFormat, u: Unpacked) -> np.ndarray:
+    """Canonical unpacked values (as :func:`round_unpacked` returns) to codes."""
+    m = fmt.man_bits
+    normal = u.sig >= (1 << m)
+    ef = np.where(normal, u.exp + m + fmt.bias, 0)
+    code = (u.sign << (fmt.width - 1)) | (ef << m) | (u.sig & ((1 << m) - 1))
+    if fmt.has_inf:
+        code = np.where(u.inf, (u.sign << (fmt.width - 1)) | fmt.inf_code, code)
+    if fmt.has_nan:
+        code = np.where(u.nan, fmt.nan_code, code)
+    return np.asarray(code).astype(fmt.code_dtype)
+
+
+def mul_exact(x: Unpacked, y: Unpacked) -> Unpacked:
+    """The exact product of two unpacked values (NaN for 0 * inf)."""
+    xz = (x.sig == 0) & ~x.inf & ~x.nan
+    yz = (y.sig == 0) & ~y.inf & ~y.nan
+    nan = x.nan | y.nan | (x.inf & yz) | (y.inf & xz)
+    inf = (x.inf | y.inf) & ~nan
+    return Unpacked(x.sign ^ y.sign, x.sig * y.sig, x.exp + y.exp, nan, inf)
+
+
+def add_exact(x: Unpacked, y: Unpacked):
+    """The exact sum of two unpacked values as ``(Unpacked, sticky)``.
+
+    Both operands are placed on one grid whose lsb lies ``WINDOW`` (60) bits below the top of the
+    larger one. The larger operand always fits (significands have at most 48 bits); bits of the
+    smaller one below the grid are ORed into ``sticky``. When that happens the smaller operand is
+    below 2**(top - 2), so the sum keeps at least 58 significant bits and the sticky lies at least
+    58 - 24 = 34 bits below any result ulp: more than the 32 random bits stochastic rounding may
+    read. For a subtraction the truncated part is borrowed (``sig - 1`` with sticky set), which keeps
+    the floor of the magnitude exact. Exact zero sums are +0, except (-0) + (-0) = -0.
+    """
+    nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
+    inf = (x.inf | y.inf) & ~nan
+    inf_sign = np.where(x.inf, x.sign, y.sign)
+    tx = np.where(x.sig > 0, x.exp + bitlen(x.sig), _ZERO_TOP)
+    ty = np.where(y.sig > 0, y.exp + bitlen(y.sig), _ZERO_TOP)
+    xbig = tx >= ty
+    sb, mb, eb, tb = (np.where(xbig, p, q) for p, q in ((x.sign, y.sign), (x.sig, y.sig), (x.exp, y.exp), (tx, ty)))
+    ss, ms, es = (np.where(xbig, q, p) for p, q in ((x.sign, y.sign), (x.sig, y.sig), (x.exp, y.exp)))
+    g = tb - WINDOW
+    big = mb << np.clip(eb - g, 0, 62)
+    sh = g - es
+    shc = np.clip(sh, 0, 62)
+    small = np.where(sh <= 0, ms << np.clip(-sh, 0, 62), ms >> shc)
+    sticky = (sh > 0) & ((ms & ((1 << shc) - 1)) != 0)
+    same = sb == ss
+    mag = np.where(same, big + small, big - small - sticky)
+    neg = mag < 0
+    sign = np.where(neg, ss, sb)
+    mag = np.abs(mag)
+    zero = (mag == 0) & ~sticky
+    sign = np.where(zero, np.where(same, sb, 0), sign)
+    sign = np.where(inf, inf_sign, sign)
+    return Unpacked(sign, mag, g, nan, inf), sticky
