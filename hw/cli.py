@@ -1,4 +1,9 @@
-"""The ``fp8mac`` command line.
+"""The ``fp8mac`` command line (also ``python -m fp8mac.hw``).
+
+Each subcommand lives in its own module, listed in ``SUBCOMMANDS``, which exposes
+``register(subparsers)``; it adds its parser and sets ``func`` to a function taking the parsed
+arguments and returning an exit status. Modules import heavy dependencies inside ``func`` so that
+``fp8mac --help`` stays fast.
 
 Every subcommand validates its input once; bad input prints one line ``fp8mac: error: ...``
 naming the parameter and what is allowed, and exits with status 2 (no traceback).
@@ -7,33 +12,31 @@ naming the parameter and what is allowed, and exits with status 2 (no traceback)
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-__all__ = ["main", "UsageError"]
+__all__ = ["main", "UsageError", "SUBCOMMANDS"]
+
+SUBCOMMANDS = [
+    "fp8mac.hw.cli_demo",
+]
 
 
 class UsageError(Exception):
     """Bad user input: reported as one line, exit status 2."""
 
 
-def _cmd_demo(args) -> int:
-    from fp8mac.model.config import MacConfig
-    from fp8mac.model.demo import accumulation_report
-
-    print("== fp8mac demo: golden model ==")
-    accumulation_report(MacConfig(), batch=args.batch, seed=args.seed)
-    return 0
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fp8mac", description=(
+    p = _Parser(prog="fp8mac", description=(
         "Generator of FP8 MAC arrays with chunked FP16 accumulation and LFSR stochastic rounding."))
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    d = sub.add_parser("demo", help="the main job: model, simulate and report a real layer",
-                       description="Run the end-to-end demo on the digits MLP's training GEMMs.")
-    d.add_argument("--batch", type=int, default=1024, help="training batch (K of the weight-gradient GEMMs; default 1024)")
-    d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    d.set_defaults(func=_cmd_demo)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(sub)
     return p
 
 
