@@ -80,9 +80,6 @@ class MacConfig:
         set_("cols", _int("cols", self.cols, 1, MAX_ARRAY_DIM))
         set_("in_format", format_by_name(self.in_format, "in_format"))
         set_("acc_format", format_by_name(self.acc_format, "acc_format"))
-        if self.in_format.width > 16:
-            raise ValueError(f"in_format must be at most 16 bits wide, not {self.in_format.width} "
-                             f"({self.in_format.label})")
         check_format_pair(self.acc_format, self.in_format)
         if self.chunk is not None:
             set_("chunk", _int("chunk", self.chunk, 1, 1 << 30))
