@@ -29,7 +29,7 @@ import numpy as np
 from .config import MacConfig
 from .formats import Unpacked, check_codes
 from .lfsr import STREAM_INNER, STREAM_OUTER, draw_sequences, stream_seed
-from .rounding import add_exact, mul_exact, pack, round_unpacked
+from .rounding import add_exact, mul_exact, pack, round_unpacked, top_exponent
 
 __all__ = ["mac_gemm", "pe_seeds", "n_chunks"]
 
@@ -45,12 +45,16 @@ def pe_seeds(config: MacConfig, stream: int) -> np.ndarray:
                       for c in range(config.cols)] for r in range(config.rows)], dtype=np.uint64)
 
 
+_BLOCK = 16384  # outputs per block of the K loop (cache-sized)
+
+
 def _product_table(fmt):
-    """Exact products of every pair of codes of a small format, indexed ``a << width | b``."""
+    """Exact products of every pair of codes of a small format, indexed ``a << width | b``, and
+    their top exponents."""
     codes = np.arange(1 << fmt.width)
     a, b = np.meshgrid(codes, codes, indexing="ij")
     u = mul_exact(fmt.unpack(a.ravel()), fmt.unpack(b.ravel()))
-    return Unpacked(*(np.ascontiguousarray(x) for x in u))
+    return Unpacked(*(np.ascontiguousarray(x) for x in u)), top_exponent(u)
 
 
 def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
@@ -81,46 +85,62 @@ def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
     bp = np.zeros((K, Np), dtype=np.int64)
     bp[:, :N] = b
 
-    # Per output: its PE and tile, for the random streams.
-    i, j = np.arange(Mp)[:, None], np.arange(Np)[None, :]
-    pr, pc = np.broadcast_to(i % R, (Mp, Np)), np.broadcast_to(j % C, (Mp, Np))
-    tile = (i // R) * tn + (j // C)
     chunk = K if config.chunk is None else config.chunk
     nch = n_chunks(K, config.chunk)
     T = tm * tn
     rb = config.rbits
+    # Per output (i, j): the flat index of its PE's first draw for its tile, in a draw sequence
+    # laid out (draw, r, c); draw d of that PE is then at base + d * R * C.
+    i, j = np.arange(Mp)[:, None], np.arange(Np)[None, :]
+    tile = (i // R) * tn + (j // C)
+    pe_flat = (i % R) * C + (j % C)
 
-    def rand_for(stream, per_tile):
+    def draws(stream, per_tile):
         seq = draw_sequences(pe_seeds(config, stream), config.lfsr_width, rb, T * per_tile)
-        base = tile * per_tile
-        return lambda idx: seq[base + idx, pr, pc].astype(np.int64)
+        return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
 
-    inner_rand = rand_for(STREAM_INNER, K) if config.inner_rounding == "stochastic" else None
-    outer_rand = (rand_for(STREAM_OUTER, nch)
-                  if config.chunk is not None and config.outer_rounding == "stochastic" else None)
+    inner_seq = draws(STREAM_INNER, K) if config.inner_rounding == "stochastic" else None
+    outer_seq = (draws(STREAM_OUTER, nch)
+                 if config.chunk is not None and config.outer_rounding == "stochastic" else None)
 
     table = _product_table(fin) if fin.width <= 8 else None
-    shape = (Mp, Np)
-    zero = Unpacked(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
-                    np.full(shape, facc.emin - facc.man_bits, np.int64),
-                    np.zeros(shape, bool), np.zeros(shape, bool))
-    outer = zero
-    for c0 in range(0, K, chunk):
-        inner = zero
-        for k in range(c0, min(c0 + chunk, K)):
-            if table is not None:
-                idx = (ap[:, k][:, None] << fin.width) | bp[k][None, :]
-                prod = Unpacked(*(x[idx] for x in table))
+    out = np.empty((Mp, Np), dtype=facc.code_dtype)
+    # Outputs are independent: run the K loop on blocks of rows small enough to stay in cache.
+    rows_per_block = max(1, _BLOCK // Np)
+    for r0 in range(0, Mp, rows_per_block):
+        rs = slice(r0, min(r0 + rows_per_block, Mp))
+        shape = (rs.stop - rs.start, Np)
+
+        def rand(seq, d):
+            if seq is None:
+                return None
+            flat, base = seq
+            return flat[base[rs] + d * (R * C)].astype(np.int64)
+
+        zero = Unpacked(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
+                        np.full(shape, facc.emin - facc.man_bits, np.int64),
+                        np.zeros(shape, bool), np.zeros(shape, bool))
+        outer = zero
+        a_blk = ap[rs]
+        for c0 in range(0, K, chunk):
+            inner = zero
+            for k in range(c0, min(c0 + chunk, K)):
+                if table is not None:
+                    idx = (a_blk[:, k][:, None] << fin.width) | bp[k][None, :]
+                    prod = Unpacked(*(x[idx] for x in table[0]))
+                    prod_top = table[1][idx]
+                else:
+                    prod = mul_exact(fin.unpack(np.broadcast_to(a_blk[:, k][:, None], shape)),
+                                     fin.unpack(np.broadcast_to(bp[k][None, :], shape)))
+                    prod_top = None
+                exact, sticky = add_exact(inner, prod, ty=prod_top)
+                inner = round_unpacked(facc, exact, sticky, config.inner_rounding,
+                                       rand(inner_seq, k), rb, checked=True)
+            if config.chunk is None:
+                outer = inner
             else:
-                prod = mul_exact(fin.unpack(np.broadcast_to(ap[:, k][:, None], shape)),
-                                 fin.unpack(np.broadcast_to(bp[k][None, :], shape)))
-            exact, sticky = add_exact(inner, prod)
-            inner = round_unpacked(facc, exact, sticky, config.inner_rounding,
-                                   inner_rand(k) if inner_rand else None, rb, checked=True)
-        if config.chunk is None:
-            outer = inner
-        else:
-            exact, sticky = add_exact(outer, inner)
-            outer = round_unpacked(facc, exact, sticky, config.outer_rounding,
-                                   outer_rand(c0 // chunk) if outer_rand else None, rb, checked=True)
-    return pack(facc, outer)[:M, :N]
+                exact, sticky = add_exact(outer, inner)
+                outer = round_unpacked(facc, exact, sticky, config.outer_rounding,
+                                       rand(outer_seq, c0 // chunk), rb, checked=True)
+        out[rs] = pack(facc, outer)
+    return out[:M, :N]

@@ -24,7 +24,7 @@ import numpy as np
 from .formats import FloatFormat, Unpacked
 
 __all__ = ["ROUNDINGS", "MAX_RBITS", "round_unpacked", "pack", "add_exact", "mul_exact",
-           "check_rounding"]
+           "check_rounding", "top_exponent"]
 
 ROUNDINGS = ("nearest", "zero", "stochastic")
 MAX_RBITS = 32
@@ -37,7 +37,7 @@ def bitlen(x: np.ndarray) -> np.ndarray:
     _, e = np.frexp(x.astype(np.float64))
     e = e.astype(np.int64)
     # float64 rounding can carry a value just below 2**k up to 2**k: undo that.
-    over = (e > 0) & ((x >> np.clip(e - 1, 0, 62)) == 0)
+    over = (e > 0) & ((x >> np.minimum(np.maximum(e - 1, 0), 62)) == 0)
     return e - over
 
 
@@ -85,17 +85,17 @@ def round_unpacked(fmt: FloatFormat, x: Unpacked, sticky, rounding="nearest", ra
     top = np.where(sig > 0, L + exp, fmt.emin)
     ue = np.maximum(top, fmt.emin) - m  # exponent of the result's ulp
     s = ue - exp  # how many bits of sig lie below that ulp (<= 0: none)
-    sp = np.clip(s, 0, 62)  # sig < 2**62, so a shift of 62 already clears it
-    kept = np.where(s <= 0, sig << np.clip(-s, 0, 62), sig >> sp)
+    sp = np.minimum(np.maximum(s, 0), 62)  # sig < 2**62, so a shift of 62 already clears it
+    kept = (sig << np.minimum(np.maximum(-s, 0), 62)) >> sp
     if rounding == "nearest":
-        hb = np.clip(s - 1, 0, 62)
+        hb = np.minimum(np.maximum(s - 1, 0), 62)
         half = (s >= 1) & (((sig >> hb) & 1) == 1)
         below = ((sig & ((1 << hb) - 1)) != 0) | sticky
         inc = half & (below | ((kept & 1) == 1))
         need = 1
     elif rounding == "stochastic":
-        rem = np.where(s <= 0, 0, sig & ((1 << sp) - 1))
-        q = np.where(s >= rbits, rem >> np.clip(s - rbits, 0, 62), rem << np.clip(rbits - s, 0, 62))
+        rem = sig & ((1 << sp) - 1)  # sp = 0 when s <= 0: no bits below the ulp
+        q = (rem << np.minimum(np.maximum(rbits - s, 0), 62)) >> np.minimum(np.maximum(s - rbits, 0), 62)
         inc = (q + rand) >> rbits
         need = rbits
     else:
@@ -153,37 +153,44 @@ def mul_exact(x: Unpacked, y: Unpacked) -> Unpacked:
     return Unpacked(x.sign ^ y.sign, x.sig * y.sig, x.exp + y.exp, nan, inf)
 
 
-def add_exact(x: Unpacked, y: Unpacked):
+def top_exponent(u: Unpacked) -> np.ndarray:
+    """``exp + bitlen(sig)``: the exponent just above the value's leading one (very low for 0)."""
+    return np.where(u.sig > 0, u.exp + bitlen(u.sig), _ZERO_TOP)
+
+
+def add_exact(x: Unpacked, y: Unpacked, tx=None, ty=None):
     """The exact sum of two unpacked values as ``(Unpacked, sticky)``.
 
     Both operands are placed on one grid whose lsb lies ``WINDOW`` (60) bits below the top of the
-    larger one. The larger operand always fits (significands have at most 48 bits); bits of the
-    smaller one below the grid are ORed into ``sticky``. When that happens the smaller operand is
-    below 2**(top - 2), so the sum keeps at least 58 significant bits and the sticky lies at least
+    larger one (``tx``/``ty``: :func:`top_exponent`, computed here unless given). The larger
+    operand always fits (significands have at most 48 bits); bits of the smaller one below the
+    grid are ORed into a sticky bit. When that happens the smaller operand is below
+    ``2**(top - 2)``, so the sum keeps at least 58 significant bits and the sticky lies at least
     58 - 24 = 34 bits below any result ulp: more than the 32 random bits stochastic rounding may
-    read. For a subtraction the truncated part is borrowed (``sig - 1`` with sticky set), which keeps
-    the floor of the magnitude exact. Exact zero sums are +0, except (-0) + (-0) = -0.
+    read. The sum is formed doubled, with the truncated operand's sticky as a signed half unit, so
+    that halving it gives the floor of the exact magnitude and a sticky bit that says whether
+    anything lies below (a borrow when the truncated operand is subtracted). Exact zero sums are
+    +0, except (-0) + (-0) = -0.
     """
     nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
     inf = (x.inf | y.inf) & ~nan
-    inf_sign = np.where(x.inf, x.sign, y.sign)
-    tx = np.where(x.sig > 0, x.exp + bitlen(x.sig), _ZERO_TOP)
-    ty = np.where(y.sig > 0, y.exp + bitlen(y.sig), _ZERO_TOP)
-    xbig = tx >= ty
-    sb, mb, eb, tb = (np.where(xbig, p, q) for p, q in ((x.sign, y.sign), (x.sig, y.sig), (x.exp, y.exp), (tx, ty)))
-    ss, ms, es = (np.where(xbig, q, p) for p, q in ((x.sign, y.sign), (x.sig, y.sig), (x.exp, y.exp)))
-    g = tb - WINDOW
-    big = mb << np.clip(eb - g, 0, 62)
-    sh = g - es
-    shc = np.clip(sh, 0, 62)
-    small = np.where(sh <= 0, ms << np.clip(-sh, 0, 62), ms >> shc)
-    sticky = (sh > 0) & ((ms & ((1 << shc) - 1)) != 0)
-    same = sb == ss
-    mag = np.where(same, big + small, big - small - sticky)
-    neg = mag < 0
-    sign = np.where(neg, ss, sb)
-    mag = np.abs(mag)
-    zero = (mag == 0) & ~sticky
-    sign = np.where(zero, np.where(same, sb, 0), sign)
-    sign = np.where(inf, inf_sign, sign)
-    return Unpacked(sign, mag, g, nan, inf), sticky
+    if tx is None:
+        tx = top_exponent(x)
+    if ty is None:
+        ty = top_exponent(y)
+    g = np.maximum(tx, ty) - WINDOW
+    dx = x.exp - g
+    dy = y.exp - g
+    rx = np.minimum(np.maximum(-dx, 0), 62)
+    ry = np.minimum(np.maximum(-dy, 0), 62)
+    X = (x.sig << np.minimum(np.maximum(dx, 0), 62)) >> rx
+    Y = (y.sig << np.minimum(np.maximum(dy, 0), 62)) >> ry
+    # Signed, doubled; a truncated operand contributes +-1 (half a grid unit) for its lost bits.
+    nx = 1 - 2 * x.sign
+    ny = 1 - 2 * y.sign
+    T = 2 * (nx * X + ny * Y) + nx * ((x.sig & ((1 << rx) - 1)) != 0) + ny * ((y.sig & ((1 << ry) - 1)) != 0)
+    neg = T < 0
+    mag = np.abs(T)
+    sign = np.where(T == 0, x.sign & y.sign, neg)
+    sign = np.where(inf, np.where(x.inf, x.sign, y.sign), sign)
+    return Unpacked(sign.astype(np.int64), mag >> 1, g, nan, inf), (mag & 1) == 1
