@@ -1,0 +1,207 @@
+"""``fp8mac generate``: one configuration in, Verilog + manifest + FuseSoC core out.
+
+The configuration is the model's :class:`~fp8mac.model.config.MacConfig` (one object, no second
+copy of its fields), read from a TOML or JSON file and/or command-line flags (flags win) and
+validated once. ``generate`` writes, into the output folder:
+
+* ``<top>.v``: the :class:`~fp8mac.hw.top.Accelerator` as Verilog;
+* ``manifest.json``: every parameter (``config``, which :meth:`MacConfig.from_dict` turns back
+  into the same configuration), the formats with their derived constants, the port list with
+  widths, the LFSR seeds of every processing element, the fp8mac version;
+* ``<top>.core``: a FuseSoC CAPI2 core file naming the Verilog.
+
+Files are written to a temporary folder next to the output and moved in only when all of them
+are complete, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import metadata
+from pathlib import Path
+
+from fp8mac.model.config import PE_VARIANTS, MacConfig
+from fp8mac.model.formats import FORMATS, FloatFormat
+from fp8mac.model.gemm import pe_seeds
+from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, TAPS
+from fp8mac.model.rounding import ROUNDINGS
+
+__all__ = ["add_config_arguments", "config_from_args", "load_config_file", "generate", "manifest",
+           "Generated", "register"]
+
+_DEFAULTS = MacConfig()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("fp8mac")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser):
+    """Add ``--config FILE`` and one flag per :class:`MacConfig` field (defaults shown in help)."""
+    g = parser.add_argument_group("configuration (flags override --config)")
+    d = _DEFAULTS
+    g.add_argument("--config", metavar="FILE", help="TOML or JSON file of MacConfig fields")
+    g.add_argument("--rows", type=int, help=f"array rows, 1..64 (default {d.rows})")
+    g.add_argument("--cols", type=int, help=f"array columns, 1..64 (default {d.cols})")
+    g.add_argument("--in-format", metavar="NAME",
+                   help=f"operand format: {', '.join(FORMATS)} (default {d.in_format.name})")
+    g.add_argument("--acc-format", metavar="NAME",
+                   help=f"accumulator format: {', '.join(FORMATS)} (default {d.acc_format.name})")
+    g.add_argument("--chunk", metavar="N|off",
+                   help=f"products per inner chunk, >= 1, or 'off' for plain accumulation (default {d.chunk})")
+    g.add_argument("--inner-rounding", metavar="MODE",
+                   help=f"rounding of each MAC step: {', '.join(ROUNDINGS)} (default {d.inner_rounding})")
+    g.add_argument("--outer-rounding", metavar="MODE",
+                   help=f"rounding of each chunk sum: {', '.join(ROUNDINGS)} (default {d.outer_rounding})")
+    g.add_argument("--rbits", type=int, help=f"random bits per stochastic rounding, 1..min(32, lfsr width) (default {d.rbits})")
+    g.add_argument("--lfsr-width", type=int,
+                   help=f"LFSR width, {min(TAPS)}..{max(TAPS)} (default {d.lfsr_width})")
+    g.add_argument("--seed", type=int, help=f"base seed of the LFSR streams, 0..2**64-1 (default {d.seed})")
+    g.add_argument("--pe", metavar="VARIANT",
+                   help=f"processing element: {', '.join(PE_VARIANTS)} (default {d.pe})")
+    g.add_argument("--top", metavar="NAME", help=f"Verilog top module name (default {d.top})")
+
+
+def load_config_file(path) -> dict:
+    """The fields in a TOML or JSON config file; ValueError (naming the file) if unreadable."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ValueError(f"--config: {path} is not valid {kind}: {exc}") from None
+    if isinstance(data, dict) and "config" in data and isinstance(data["config"], dict):
+        data = data["config"]  # a manifest.json is a valid config file too
+    if not isinstance(data, dict):
+        raise ValueError(f"--config: {path} must hold a table of MacConfig fields")
+    return data
+
+
+def config_from_args(args) -> MacConfig:
+    """The validated MacConfig from ``--config`` and the flags (ValueError on bad values)."""
+    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    for f in fields(MacConfig):
+        flag = getattr(args, f.name, None)
+        if flag is not None:
+            values[f.name] = flag
+    chunk = values.get("chunk")
+    if isinstance(chunk, str):
+        if chunk.lower() in ("off", "none"):
+            values["chunk"] = None
+        else:
+            try:
+                values["chunk"] = int(chunk)
+            except ValueError:
+                raise ValueError(f"chunk must be an integer >= 1 or 'off', not {chunk!r}") from None
+    return MacConfig.from_dict(values)
+
+
+def _format_entry(fmt: FloatFormat) -> dict:
+    d = fmt.to_dict()
+    d.update(width=fmt.width, precision=fmt.precision, emin=fmt.emin, emax=fmt.emax,
+             max_value=fmt.max_value, max_code=fmt.max_code)
+    return d
+
+
+def manifest(config: MacConfig) -> dict:
+    """The manifest of a generated design (JSON-serializable)."""
+    from .top import port_list
+
+    seeds = {}
+    if STREAM_INNER in config.stochastic_streams:
+        seeds["inner"] = pe_seeds(config, STREAM_INNER).tolist()
+    if STREAM_OUTER in config.stochastic_streams:
+        seeds["outer"] = pe_seeds(config, STREAM_OUTER).tolist()
+    return {
+        "fp8mac_version": _version(),
+        "top": config.top,
+        "config": config.to_dict(),
+        "formats": {"in": _format_entry(config.in_format), "acc": _format_entry(config.acc_format)},
+        "ports": port_list(config),
+        "lfsr": {"width": config.lfsr_width, "taps": list(TAPS[config.lfsr_width]),
+                 "rbits": config.rbits, "stream_seeds": seeds},
+        "files": {"verilog": f"{config.top}.v", "core": f"{config.top}.core"},
+    }
+
+
+def core_file(config: MacConfig) -> str:
+    """A FuseSoC CAPI2 core naming the generated Verilog."""
+    return (
+        "CAPI=2:\n"
+        f"name: fp8mac:generated:{config.top}:{_version()}\n"
+        f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.in_format.label} x "
+        f"{config.in_format.label} -> {config.acc_format.label}, chunk {config.chunk or 'off'}\n"
+        "filesets:\n"
+        "  rtl:\n"
+        "    files:\n"
+        f"      - {config.top}.v\n"
+        "    file_type: verilogSource\n"
+        "targets:\n"
+        "  default:\n"
+        "    filesets: [rtl]\n"
+        f"    toplevel: {config.top}\n"
+    )
+
+
+@dataclass
+class Generated:
+    """Paths written by :func:`generate`."""
+
+    verilog: Path
+    manifest: Path
+    core: Path
+
+
+def generate(config: MacConfig, out_dir) -> Generated:
+    """Write ``<top>.v``, ``manifest.json`` and ``<top>.core`` for ``config`` into ``out_dir``."""
+    from .emit import emit_verilog
+    from .top import Accelerator
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".fp8mac-", dir=out))
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+    try:
+        names = {"verilog": f"{config.top}.v", "manifest": "manifest.json", "core": f"{config.top}.core"}
+        (tmp / names["verilog"]).write_text(emit_verilog(Accelerator(config), config.top))
+        (tmp / names["manifest"]).write_text(json.dumps(manifest(config), indent=2) + "\n")
+        (tmp / names["core"]).write_text(core_file(config))
+        for name in names.values():
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Generated(*(out / n for n in names.values()))
+
+
+def register(sub):
+    p = sub.add_parser("generate", help="generate a MAC array: Verilog, manifest.json, FuseSoC core",
+                       description="Generate the MAC array's Verilog, manifest.json and FuseSoC core.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_config_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    config = config_from_args(args)
+    g = generate(config, args.out)
+    print(f"fp8mac: {config.rows}x{config.cols} array, {config.in_format.label} -> "
+          f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "
+          f"outer {config.outer_rounding}, {config.pe} PE")
+    for path in (g.verilog, g.manifest, g.core):
+        print(f"  wrote {path}")
+    return 0
