@@ -1,0 +1,104 @@
+"""The output-stationary systolic MAC array."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fp8mac.model.config import MacConfig
+
+from .pe import ProcessingElement
+
+__all__ = ["MacArray"]
+
+
+class MacArray(wiring.Component):
+    """``rows x cols`` processing elements, output-stationary, with the operand skew inside.
+
+    Each cycle with ``en`` high the array takes one *step*: an A column (``a``: ``rows`` codes,
+    lane r in bits ``[r*w, (r+1)*w)``) and a B row (``b``: ``cols`` codes), aligned as the user has
+    them, with ``valid`` (a step is present) and ``last`` (it ends the dot product). Row r's A
+    value is delayed by ``r + 1`` registers and column c's B value by ``c + 1`` before entering
+    the edge PEs; PEs pass A right and B down one register per hop, so PE (r, c) sees step k
+    ``r + c + 1`` cycles after it entered. ``valid`` and ``last`` travel with A.
+
+    Results are read a row at a time: ``row_data[r]`` is the ``cols`` result codes of row r (lane
+    c = column c), ``row_full[r]`` says all of them hold an undrained result, and ``clear_row[r]``
+    empties them. ``stall`` is high when some PE must write a result into a still-full register:
+    the owner must drop ``en`` until that row is drained. With dot products whose last steps enter
+    at least ``cols`` cycles apart, the row that blocks is always complete, so the stall always
+    resolves by draining (the :class:`~fp8mac.hw.top.Accelerator` enforces that spacing).
+
+    Latency: the result of PE (r, c) is written ``r + c + 2`` cycles after the step that ends its
+    dot product entered (``r + c + 3`` with chunking on: the outer add).
+
+    Parameters
+    ----------
+    config : MacConfig
+    """
+
+    def __init__(self, config: MacConfig):
+        if not isinstance(config, MacConfig):
+            raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        self._config = config
+        wi, wa = config.in_format.width, config.acc_format.width
+        R, C = config.rows, config.cols
+        super().__init__({
+            "en": In(1),
+            "a": In(R * wi), "b": In(C * wi), "valid": In(1), "last": In(1),
+            "row_data": Out(C * wa).array(R),
+            "row_full": Out(1).array(R),
+            "clear_row": In(1).array(R),
+            "stall": Out(1),
+        })
+
+    @property
+    def config(self) -> MacConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        R, C = cfg.rows, cfg.cols
+        wi = cfg.in_format.width
+        en = self.en
+
+        def delay_line(name, value, depth):
+            """``value`` through ``depth`` registers clocked by ``en``."""
+            prev = value
+            for i in range(depth):
+                reg = Signal.like(value, name=f"{name}_d{i}")
+                with m.If(en):
+                    m.d.sync += reg.eq(prev)
+                prev = reg
+            return prev
+
+        pes = [[ProcessingElement(cfg, r, c) for c in range(C)] for r in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+        stall_reqs = []
+        for r in range(R):
+            a_r = delay_line(f"a_skew{r}", self.a[r * wi:(r + 1) * wi], r + 1)
+            valid_r = delay_line(f"valid_skew{r}", self.valid, r + 1)
+            last_r = delay_line(f"last_skew{r}", self.last, r + 1)
+            for c in range(C):
+                pe = pes[r][c]
+                m.d.comb += pe.en.eq(en)
+                if c == 0:
+                    m.d.comb += [pe.a_in.eq(a_r), pe.valid_in.eq(valid_r), pe.last_in.eq(last_r)]
+                else:
+                    left = pes[r][c - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.valid_in.eq(left.valid_out),
+                                 pe.last_in.eq(left.last_out)]
+                if r == 0:
+                    m.d.comb += pe.b_in.eq(delay_line(f"b_skew{c}", self.b[c * wi:(c + 1) * wi], c + 1))
+                else:
+                    m.d.comb += pe.b_in.eq(pes[r - 1][c].b_out)
+                m.d.comb += pe.clear.eq(self.clear_row[r])
+                stall_reqs.append(pe.stall_req)
+            m.d.comb += [self.row_data[r].eq(Cat(pe.result for pe in pes[r])),
+                         self.row_full[r].eq(Cat(pe.full for pe in pes[r]).all())]
+        m.d.comb += self.stall.eq(Cat(*stall_reqs).any())
+        return m

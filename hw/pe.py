@@ -1,0 +1,211 @@
+"""The processing element: FP8 multiplier, chunked inner accumulator, outer accumulator, LFSRs.
+
+One PE of the output-stationary array computes one dot product at a time with exactly the
+schedule of :mod:`fp8mac.model.gemm` (ARCHITECTURE.md §3-§4).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fp8mac.model.config import MacConfig
+from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, stream_seed
+
+from .adder import FloatAdder, MacUnit
+from .lfsr import Lfsr
+from .multiplier import FloatMultiplier
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """One processing element (PE) of the MAC array.
+
+    Computes, for each dot product streamed through it (steps marked by ``valid_in``, the last one
+    by ``last_in``)::
+
+        outer = +0
+        for each chunk of ``chunk`` steps (the last chunk may be shorter):
+            inner = +0
+            for each step: inner = round_inner(inner + a_in * b_in)       # fused, one rounding
+            outer = round_outer(outer + inner)
+        result = outer            # chunking off: result = inner, no outer add
+
+    bit for bit as :func:`fp8mac.model.gemm.mac_gemm` does for PE ``(row, col)``: its LFSRs are
+    seeded with ``stream_seed(config.seed, row, col, stream)`` at reset, and draw once per
+    stochastic MAC step and once per stochastic outer add, never on stalls or idle cycles.
+
+    Timing (all registers advance only when ``en`` is high; ``en`` low freezes the PE):
+
+    * The multiplier and the fused adder are combinational: a step is accepted every cycle in which
+      ``en & valid_in``.
+    * ``two-adder`` PE: the outer add of a chunk happens in the cycle after its last step, on a
+      second adder, in parallel with the next chunk's first step.
+    * ``shared-adder`` PE: the outer add uses the same adder in the cycle after the chunk's last
+      step; the feeder must leave that cycle without a step (``valid_in`` low): the
+      :class:`~fp8mac.hw.top.Accelerator` inserts one bubble per chunk.
+    * ``result`` is written (and ``full`` set) in the outer-add cycle of the last chunk (chunking
+      off: in the last step's cycle), so the latency from the last step to ``full`` is 2 cycles
+      (1 with chunking off). ``clear`` empties the result register. A write that finds ``full``
+      still set cannot happen: ``stall_req`` is raised instead and the array's ``en`` must drop
+      until the result is drained.
+    * ``a_out``, ``b_out``, ``valid_out``, ``last_out`` are the inputs delayed by one cycle, for the
+      right and lower neighbours.
+
+    Parameters
+    ----------
+    config : MacConfig
+        Formats, chunk size, roundings, random bits, LFSR width, seed and PE variant.
+    row, col : int
+        The PE's position in the array (selects its LFSR seeds).
+
+    Members
+    -------
+    en : In(1)
+        Clock enable of the whole PE.
+    a_in, b_in : In(in_format width)
+        Operand codes.
+    valid_in, last_in : In(1)
+        A step is present; it is the dot product's last step.
+    a_out, b_out, valid_out, last_out : Out
+        The same, one cycle later.
+    result : Out(acc_format width)
+        The last dot product's result code.
+    full : Out(1)
+        ``result`` holds a result not yet drained.
+    clear : In(1)
+        Drain acknowledge: empties ``result``.
+    stall_req : Out(1)
+        The PE must write a result this cycle but ``full`` is still set.
+    """
+
+    def __init__(self, config: MacConfig, row: int = 0, col: int = 0):
+        if not isinstance(config, MacConfig):
+            raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        if not (0 <= row < config.rows and 0 <= col < config.cols):
+            raise ValueError(f"(row, col) must lie in the {config.rows} x {config.cols} array, not ({row}, {col})")
+        self._config = config
+        self._row, self._col = row, col
+        wi, wa = config.in_format.width, config.acc_format.width
+        super().__init__({
+            "en": In(1),
+            "a_in": In(wi), "b_in": In(wi), "valid_in": In(1), "last_in": In(1),
+            "a_out": Out(wi), "b_out": Out(wi), "valid_out": Out(1), "last_out": Out(1),
+            "result": Out(wa), "full": Out(1), "clear": In(1), "stall_req": Out(1),
+        })
+
+    @property
+    def config(self) -> MacConfig:
+        return self._config
+
+    def _lfsr(self, m, name, stream):
+        cfg = self._config
+        seed = stream_seed(cfg.seed, self._row, self._col, stream, cfg.lfsr_width)
+        lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+        m.submodules[name] = lfsr
+        return lfsr
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        fin, facc = cfg.in_format, cfg.acc_format
+        rbits = cfg.rbits
+
+        with m.If(self.en):
+            m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+                         self.valid_out.eq(self.valid_in), self.last_out.eq(self.last_in)]
+
+        m.submodules.mul = mul = FloatMultiplier(fin)
+        m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(self.b_in)]
+
+        step = Signal()
+        m.d.comb += step.eq(self.en & self.valid_in)
+        inner = Signal(facc.width)
+        write = Signal()  # the result register is written this cycle (if en)
+        write_value = Signal(facc.width)
+
+        with m.If(self.clear):
+            m.d.sync += self.full.eq(0)
+        with m.If(self.en & write):
+            m.d.sync += [self.result.eq(write_value), self.full.eq(1)]
+        m.d.comb += self.stall_req.eq(write & self.full)
+
+        inner_stochastic = cfg.inner_rounding == "stochastic"
+        outer_stochastic = cfg.chunk is not None and cfg.outer_rounding == "stochastic"
+
+        if cfg.chunk is None:
+            # One plain accumulator: result = inner after the last step.
+            mac = MacUnit.for_product(facc, fin, cfg.inner_rounding, rbits if inner_stochastic else None)
+            m.submodules.mac = mac
+            fresh = Signal(init=1)  # the next step starts a dot product
+            m.d.comb += [mac.acc.eq(Mux(fresh, 0, inner)), mac.addend.eq(mul.product)]
+            if inner_stochastic:
+                lfsr = self._lfsr(m, "lfsr_inner", STREAM_INNER)
+                m.d.comb += [lfsr.en.eq(step), mac.rand.eq(lfsr.value)]
+            with m.If(step):
+                m.d.sync += [inner.eq(mac.result), fresh.eq(self.last_in)]
+            m.d.comb += [write.eq(self.valid_in & self.last_in), write_value.eq(mac.result)]
+            return m
+
+        chunk = cfg.chunk
+        count = Signal(range(max(chunk, 2)))  # steps taken in the current chunk
+        chunk_start = Signal()
+        chunk_end = Signal()
+        m.d.comb += [chunk_start.eq(count == 0),
+                     chunk_end.eq(self.last_in | (count == chunk - 1))]
+        with m.If(step):
+            m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
+        outer = Signal(facc.width)
+        first_chunk = Signal(init=1)  # the pending outer add starts from +0
+        pend = Signal()  # an outer add is due this cycle (the previous step ended a chunk)
+        pend_last = Signal()  # ... and it is the dot product's last chunk
+        with m.If(self.en):
+            m.d.sync += [pend.eq(step & chunk_end), pend_last.eq(step & self.last_in)]
+        outer_fire = Signal()
+        m.d.comb += outer_fire.eq(self.en & pend)
+        outer_acc = Signal(facc.width)
+        m.d.comb += outer_acc.eq(Mux(first_chunk, 0, outer))
+
+        if cfg.pe == "two-adder":
+            mac = MacUnit.for_product(facc, fin, cfg.inner_rounding, rbits if inner_stochastic else None)
+            add = FloatAdder(facc, cfg.outer_rounding, rbits if outer_stochastic else None)
+            m.submodules.mac = mac
+            m.submodules.outer_add = add
+            m.d.comb += [mac.acc.eq(Mux(chunk_start, 0, inner)), mac.addend.eq(mul.product),
+                         add.a.eq(outer_acc), add.b.eq(inner)]
+            if inner_stochastic:
+                li = self._lfsr(m, "lfsr_inner", STREAM_INNER)
+                m.d.comb += [li.en.eq(step), mac.rand.eq(li.value)]
+            if outer_stochastic:
+                lo = self._lfsr(m, "lfsr_outer", STREAM_OUTER)
+                m.d.comb += [lo.en.eq(outer_fire), add.rand.eq(lo.value)]
+            step_result, outer_result = mac.result, add.result
+        else:
+            # One adder: MAC steps and outer adds (never in the same cycle) share it.
+            mac = MacUnit.shared(facc, fin, cfg.inner_rounding, cfg.outer_rounding,
+                                 rbits if (inner_stochastic or outer_stochastic) else None)
+            m.submodules.mac = mac
+            m.d.comb += [mac.outer.eq(pend),
+                         mac.acc.eq(Mux(pend, outer_acc, Mux(chunk_start, 0, inner))),
+                         mac.product.eq(mul.product), mac.inner_code.eq(inner)]
+            rand_inner = rand_outer = Const(0, rbits)
+            if inner_stochastic:
+                li = self._lfsr(m, "lfsr_inner", STREAM_INNER)
+                m.d.comb += li.en.eq(step)
+                rand_inner = li.value
+            if outer_stochastic:
+                lo = self._lfsr(m, "lfsr_outer", STREAM_OUTER)
+                m.d.comb += lo.en.eq(outer_fire)
+                rand_outer = lo.value
+            if inner_stochastic or outer_stochastic:
+                m.d.comb += mac.rand.eq(Mux(pend, rand_outer, rand_inner))
+            step_result = outer_result = mac.result
+
+        with m.If(step):
+            m.d.sync += inner.eq(step_result)
+        with m.If(outer_fire):
+            m.d.sync += [outer.eq(outer_result), first_chunk.eq(pend_last)]
+        m.d.comb += [write.eq(pend & pend_last), write_value.eq(outer_result)]
+        return m

@@ -1,0 +1,127 @@
+"""The accelerator top: the MAC array behind three AXI4-Stream-compatible ports."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fp8mac.model.config import MacConfig
+
+from .array import MacArray
+
+__all__ = ["Accelerator", "port_list"]
+
+
+def port_list(config: MacConfig) -> list[dict]:
+    """The top's ports as ``{"name", "direction", "width", "description"}`` (for the manifest)."""
+    wi, wa = config.in_format.width, config.acc_format.width
+    R, C = config.rows, config.cols
+    ports = [("clk", "input", 1, "clock, rising edge"),
+             ("rst", "input", 1, "synchronous reset, active high: back to idle, LFSRs reseeded")]
+    for s, lanes, what in (("a", R, "A column: lane r (bits [r*W +: W]) is A[tile_row*rows + r][k]"),
+                           ("b", C, "B row: lane c (bits [c*W +: W]) is B[k][tile_col*cols + c]")):
+        ports += [(f"s_axis_{s}_tdata", "input", lanes * wi, f"{what}, {config.in_format.label} codes"),
+                  (f"s_axis_{s}_tvalid", "input", 1, "beat valid"),
+                  (f"s_axis_{s}_tready", "output", 1, "beat accepted (A and B are taken together)"),
+                  (f"s_axis_{s}_tlast", "input", 1, "last k of the dot product (A's marks it; B's must agree)")]
+    ports += [("m_axis_c_tdata", "output", C * wa,
+               f"one result row of a tile: lane c is C[tile_row*rows + r][tile_col*cols + c], "
+               f"{config.acc_format.label} codes"),
+              ("m_axis_c_tvalid", "output", 1, "result beat valid"),
+              ("m_axis_c_tready", "input", 1, "result beat taken"),
+              ("m_axis_c_tlast", "output", 1, "last row (r = rows - 1) of the tile"),
+              ("err_tlast", "output", 1, "sticky: a beat had s_axis_a_tlast != s_axis_b_tlast")]
+    return [dict(name=n, direction=d, width=w, description=t) for n, d, w, t in ports]
+
+
+class Accelerator(wiring.Component):
+    """The MAC array with AXI4-Stream-compatible operand and result streams.
+
+    A *tile* is one ``rows x cols`` block of C = A @ B over the dot-product length K. The host
+    streams, for k = 0 .. K-1, one beat on each operand stream: A column k of the tile's rows on
+    ``s_axis_a`` and B row k of the tile's columns on ``s_axis_b``, with ``tlast`` on k = K-1
+    (``s_axis_a_tlast`` defines the end; a differing ``s_axis_b_tlast`` sets the sticky
+    ``err_tlast``). The two streams are consumed together: a beat is taken in a cycle where both are
+    valid and the array can step. Tiles follow each other back to back, each with its own K.
+
+    Results come out on ``m_axis_c`` in tile order, one beat per output row r = 0 .. rows-1 (lane c
+    = column c), ``tlast`` on the tile's last row. They are the codes of
+    :func:`fp8mac.model.gemm.mac_gemm` for the same configuration, tiles taken in the order the host
+    sends them (the model's order is row-major over tiles) and padding lanes computing on whatever
+    the host sends (the model pads with +0).
+
+    Flow control: any stall stalls the whole array (a PE whose result register is still full, the
+    result stream's backpressure reaching back); no beat is lost, duplicated or reordered under
+    any valid/ready pattern, and the results do not depend on the pattern (LFSRs advance only on
+    real roundings). Two rules keep the array exact and deadlock-free, at the cost of idle steps:
+    a tile's last beat enters at least ``cols`` cycles after the previous tile's last beat (only
+    tiles with K < cols pay for it), and with the ``shared-adder`` PE one bubble follows each
+    chunk's last beat (the cycle in which every PE's adder does its outer add).
+
+    Latency: the first result beat of a tile is valid ``rows + cols + 1`` (+1 with chunking on)
+    cycles after its last operand beat, without stalls; a tile then takes ``rows`` result beats.
+
+    Reset (``rst``, synchronous) returns everything to idle and reseeds the LFSRs, whatever the
+    state: the next tile is computed as by a fresh ``mac_gemm``.
+    """
+
+    def __init__(self, config: MacConfig):
+        if not isinstance(config, MacConfig):
+            raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        self._config = config
+        members = {}
+        for p in port_list(config):
+            if p["name"] in ("clk", "rst"):
+                continue
+            members[p["name"]] = (In if p["direction"] == "input" else Out)(p["width"])
+        super().__init__(members)
+
+    @property
+    def config(self) -> MacConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        R, C = cfg.rows, cfg.cols
+        m.submodules.array = array = MacArray(cfg)
+
+        en = Signal()
+        m.d.comb += en.eq(~array.stall)
+
+        # Spacing of tile ends: array cycles since the last tile's last beat, saturating at C.
+        gap = Signal(range(C + 1), init=C)
+        bubble = Signal()  # shared-adder PE: this cycle must stay empty
+        take = Signal()
+        m.d.comb += take.eq(en & ~bubble & ((gap >= C) | ~self.s_axis_a_tlast))
+        fire = Signal()
+        m.d.comb += [
+            fire.eq(self.s_axis_a_tvalid & self.s_axis_b_tvalid & take),
+            self.s_axis_a_tready.eq(self.s_axis_b_tvalid & take),
+            self.s_axis_b_tready.eq(self.s_axis_a_tvalid & take),
+            array.en.eq(en), array.valid.eq(fire), array.last.eq(self.s_axis_a_tlast),
+            array.a.eq(self.s_axis_a_tdata), array.b.eq(self.s_axis_b_tdata),
+        ]
+        with m.If(en):
+            m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < C, gap + 1, gap)))
+        if cfg.pe == "shared-adder" and cfg.chunk is not None:
+            count = Signal(range(max(cfg.chunk, 2)))
+            chunk_end = Signal()
+            m.d.comb += chunk_end.eq(self.s_axis_a_tlast | (count == cfg.chunk - 1))
+            with m.If(en):
+                m.d.sync += bubble.eq(fire & chunk_end)
+                with m.If(fire):
+                    m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
+        with m.If(fire & (self.s_axis_a_tlast != self.s_axis_b_tlast)):
+            m.d.sync += self.err_tlast.eq(1)
+
+        # Drain: one beat per row, in order.
+        row = Signal(range(R))
+        m.d.comb += [self.m_axis_c_tdata.eq(Array(array.row_data)[row]),
+                     self.m_axis_c_tvalid.eq(Array(array.row_full)[row]),
+                     self.m_axis_c_tlast.eq(row == R - 1)]
+        with m.If(self.m_axis_c_tvalid & self.m_axis_c_tready):
+            m.d.comb += Array(array.clear_row)[row].eq(1)
+            m.d.sync += row.eq(Mux(row == R - 1, 0, row + 1))
+        return m

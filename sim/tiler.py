@@ -1,0 +1,89 @@
+"""The host side of the array: cut a GEMM into tiles, pack beats, reassemble the result.
+
+The order is the model's (:mod:`fp8mac.model.gemm`): tiles of ``rows x cols`` outputs in
+row-major tile order, lanes beyond M or N padded with +0 operands. For each tile the host sends K
+beats on each operand stream (A column k of the tile's rows, B row k of the tile's columns,
+``tlast`` on k = K-1) and receives ``rows`` result beats (one output row each, lane c = column c).
+Lane i of a beat occupies bits ``[i*w, (i+1)*w)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fp8mac.model.config import MacConfig
+
+__all__ = ["Tile", "pack_lanes", "unpack_lanes", "tiles", "assemble"]
+
+
+def pack_lanes(codes, width: int) -> list[int]:
+    """Rows of lane codes ``(n, lanes)`` to ``n`` beat integers (lane i at bits i*width)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n, lanes = codes.shape
+    if width * lanes <= 63:
+        shifts = (np.arange(lanes, dtype=np.int64) * width)[None, :]
+        return [int(v) for v in np.bitwise_or.reduce(codes << shifts, axis=1)]
+    if width in (8, 16, 32):
+        raw = codes.astype(f"<u{width // 8}").reshape(n, lanes)
+        return [int.from_bytes(row.tobytes(), "little") for row in raw]
+    return [sum(int(c) << (i * width) for i, c in enumerate(row)) for row in codes]
+
+
+def unpack_lanes(beats, width: int, lanes: int) -> np.ndarray:
+    """Beat integers to an ``(n, lanes)`` array of codes."""
+    mask = (1 << width) - 1
+    return np.array([[(int(b) >> (i * width)) & mask for i in range(lanes)] for b in beats],
+                    dtype=np.int64).reshape(len(beats), lanes)
+
+
+@dataclass
+class Tile:
+    """One tile's traffic: operand beats in, expected result rows out."""
+
+    index: int
+    tile_row: int
+    tile_col: int
+    a_beats: list[int]  # K beats of ``rows`` input codes
+    b_beats: list[int]  # K beats of ``cols`` input codes
+
+    @property
+    def k(self) -> int:
+        return len(self.a_beats)
+
+
+def tiles(a_codes, b_codes, config: MacConfig) -> list[Tile]:
+    """The tiles of ``A (M x K) @ B (K x N)`` in the order the array must receive them."""
+    a = np.asarray(a_codes, dtype=np.int64)
+    b = np.asarray(b_codes, dtype=np.int64)
+    (M, K), (K2, N) = a.shape, b.shape
+    if K != K2:
+        raise ValueError(f"shape mismatch: A is {M} x {K} but B is {K2} x {N}")
+    R, C, w = config.rows, config.cols, config.in_format.width
+    tm, tn = -(-M // R), -(-N // C)
+    ap = np.zeros((tm * R, K), np.int64)
+    ap[:M] = a
+    bp = np.zeros((K, tn * C), np.int64)
+    bp[:, :N] = b
+    out = []
+    for ti in range(tm):
+        a_beats = pack_lanes(ap[ti * R:(ti + 1) * R].T, w)
+        for tj in range(tn):
+            out.append(Tile(len(out), ti, tj, a_beats, pack_lanes(bp[:, tj * C:(tj + 1) * C], w)))
+    return out
+
+
+def assemble(result_beats, m: int, n: int, config: MacConfig) -> np.ndarray:
+    """Result beats (``rows`` per tile, tile order) back to the ``m x n`` result codes."""
+    R, C = config.rows, config.cols
+    tm, tn = -(-m // R), -(-n // C)
+    if len(result_beats) != tm * tn * R:
+        raise ValueError(f"expected {tm * tn * R} result beats for a {m} x {n} result on a "
+                         f"{R} x {C} array, got {len(result_beats)}")
+    rows = unpack_lanes(result_beats, config.acc_format.width, C)
+    out = np.zeros((tm * R, tn * C), np.int64)
+    for t in range(tm * tn):
+        ti, tj = divmod(t, tn)
+        out[ti * R:(ti + 1) * R, tj * C:(tj + 1) * C] = rows[t * R:(t + 1) * R]
+    return out[:m, :n]
