@@ -1,0 +1,111 @@
+"""``fp8mac generate``: the three files, the manifest round trip, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fp8mac.hw.cli import main
+from fp8mac.model.config import MacConfig
+
+
+def run_cli(*args):
+    """The CLI in a subprocess (as a user runs it): ``(exit status, stdout, stderr)``."""
+    p = subprocess.run([sys.executable, "-m", "fp8mac.hw", *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_generate_writes_three_files_and_manifest_round_trips(tmp_path):
+    out = tmp_path / "gen"
+    status = main(["generate", "--out", str(out), "--rows", "2", "--cols", "3", "--chunk", "16",
+                   "--inner-rounding", "stochastic", "--rbits", "6", "--seed", "42",
+                   "--pe", "shared-adder", "--top", "my_array"])
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "my_array.core", "my_array.v"]
+    verilog = (out / "my_array.v").read_text()
+    assert re.search(r"^module my_array\(", verilog, re.M)
+    for port in ("s_axis_a_tdata", "s_axis_b_tready", "m_axis_c_tlast", "clk", "rst"):
+        assert re.search(rf"\b(input|output)\s.*\b{port};", verilog), port
+    man = json.loads((out / "manifest.json").read_text())
+    want = MacConfig(rows=2, cols=3, chunk=16, inner_rounding="stochastic", rbits=6, seed=42,
+                     pe="shared-adder", top="my_array")
+    assert MacConfig.from_dict(man["config"]) == want
+    widths = {p["name"]: p["width"] for p in man["ports"]}
+    assert widths["s_axis_a_tdata"] == 2 * 8 and widths["s_axis_b_tdata"] == 3 * 8
+    assert widths["m_axis_c_tdata"] == 3 * 16
+    assert len(man["lfsr"]["stream_seeds"]["inner"]) == 2
+    assert len(man["lfsr"]["stream_seeds"]["outer"][0]) == 3
+    core = (out / "my_array.core").read_text()
+    assert core.startswith("CAPI=2:") and "- my_array.v" in core and "toplevel: my_array" in core
+    # The manifest is itself a valid --config: regenerating gives the same Verilog.
+    out2 = tmp_path / "again"
+    assert main(["generate", "--out", str(out2), "--config", str(out / "manifest.json")]) == 0
+    assert (out2 / "my_array.v").read_text() == verilog
+
+
+def test_generate_from_toml_with_flag_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('rows = 3\ncols = 2\nchunk = "off"\nacc_format = "fp32"\n')
+    assert main(["generate", "--out", str(tmp_path / "o"), "--config", str(cfg), "--cols", "1"]) == 0
+    man = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert MacConfig.from_dict(man["config"]) == MacConfig(rows=3, cols=1, chunk=None, acc_format="fp32")
+
+
+BAD = [
+    (["--rows", "0"], r"rows must be in 1\.\.64"),
+    (["--rows", "65"], r"rows must be in 1\.\.64"),
+    (["--cols", "0"], r"cols must be in 1\.\.64"),
+    (["--in-format", "fp7"], r"in_format: unknown format 'fp7'; choose one of fp8_e5m2"),
+    (["--acc-format", "half"], r"acc_format: unknown format 'half'"),
+    (["--chunk", "0"], r"chunk must be in 1\.\."),
+    (["--chunk", "lots"], r"chunk must be an integer >= 1 or 'off'"),
+    (["--rbits", "33"], r"rbits must be in 1\.\.32"),
+    (["--rbits", "9", "--lfsr-width", "8"], r"rbits must be in 1\.\.8"),
+    (["--lfsr-width", "2"], r"lfsr_width must be an integer in 3\.\.64"),
+    (["--inner-rounding", "up"], r"inner_rounding must be one of nearest, zero, stochastic"),
+    (["--pe", "three-adder"], r"pe must be one of two-adder, shared-adder"),
+    (["--top", "9lives"], r"top must be a Verilog identifier"),
+    (["--rows", "two"], r"argument --rows: invalid int value"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exit_2_one_line_no_partial_files(tmp_path, args, message):
+    out = tmp_path / "o"
+    status, stdout, stderr = run_cli("generate", "--out", str(out), *args)
+    assert status == 2, stderr
+    assert re.search(message, stderr), stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_config_files(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("rows = = 3\n")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"rows": 2, "colums": 3}))
+    for path, message in ((broken, r"not valid TOML"), (unknown, r"unknown config field\(s\) colums"),
+                          (tmp_path / "missing.toml", r"cannot read")):
+        status, _, stderr = run_cli("generate", "--out", str(tmp_path / "o"), "--config", str(path))
+        assert status == 2 and re.search(message, stderr), stderr
+        assert "Traceback" not in stderr
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status, _, stderr = run_cli("generate", "--out", str(blocker / "sub"))
+    assert status == 2 and "--out: cannot write to" in stderr and "Traceback" not in stderr
+
+
+def test_help_lists_every_option_with_default():
+    status, stdout, _ = run_cli("generate", "--help")
+    assert status == 0
+    for flag in ("--rows", "--cols", "--in-format", "--acc-format", "--chunk", "--inner-rounding",
+                 "--outer-rounding", "--rbits", "--lfsr-width", "--seed", "--pe", "--top", "--config"):
+        assert flag in stdout
+    assert stdout.count("default") >= 12
