@@ -20,6 +20,7 @@ __all__ = ["main", "UsageError", "SUBCOMMANDS"]
 SUBCOMMANDS = [
     "fp8mac.hw.cli_demo",
     "fp8mac.hw.generate",
+    "fp8mac.hw.synth",
 ]
 
 
