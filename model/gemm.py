@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MacConfig
+from . import fastpath
 from .formats import Unpacked, check_codes
 from .lfsr import STREAM_INNER, STREAM_OUTER, draw_sequences, stream_seed
 from .rounding import add_exact, mul_exact, pack, round_unpacked, top_exponent
@@ -48,6 +49,63 @@ def pe_seeds(config: MacConfig, stream: int) -> np.ndarray:
 _BLOCK = 16384  # outputs per block of the K loop (cache-sized)
 
 
+class _IntKernel:
+    """The definition: exact integers (:mod:`fp8mac.model.rounding`), state kept unpacked."""
+
+    def __init__(self, fin, facc, rbits):
+        self.fin, self.facc, self.rbits = fin, facc, rbits
+        self.table = _product_table(fin) if fin.width <= 8 else None
+
+    def zero(self, shape):
+        f = self.facc
+        return (Unpacked(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
+                         np.full(shape, f.emin - f.man_bits, np.int64),
+                         np.zeros(shape, bool), np.zeros(shape, bool)), None)
+
+    def product(self, a_col, b_row, shape):
+        if self.table is not None:
+            idx = (a_col << self.fin.width) | b_row
+            return Unpacked(*(x[idx] for x in self.table[0])), self.table[1][idx]
+        fin = self.fin
+        return mul_exact(fin.unpack(np.broadcast_to(a_col, shape)), fin.unpack(np.broadcast_to(b_row, shape))), None
+
+    def add(self, acc, x, rounding, rand):
+        exact, sticky = add_exact(acc[0], x[0], acc[1], x[1])
+        return round_unpacked(self.facc, exact, sticky, rounding, rand, self.rbits, checked=True), None
+
+    def codes(self, state):
+        return pack(self.facc, state[0])
+
+
+class _FloatKernel:
+    """:mod:`fp8mac.model.fastpath`: float64 state, TwoSum, exact pair rounding."""
+
+    def __init__(self, fin, facc, rbits):
+        self.fin, self.facc, self.rbits = fin, facc, rbits
+        self.table = None
+        if fin.width <= 8:
+            v = fin.decode(np.arange(1 << fin.width))
+            with np.errstate(invalid="ignore"):
+                self.table = np.multiply.outer(v, v).ravel()  # exact; 0 * inf = NaN
+
+    def zero(self, shape):
+        return np.zeros(shape)
+
+    def product(self, a_col, b_row, shape):
+        if self.table is not None:
+            return self.table[(a_col << self.fin.width) | b_row]
+        with np.errstate(invalid="ignore"):
+            return self.fin.decode(a_col) * self.fin.decode(b_row)
+
+    def add(self, acc, x, rounding, rand):
+        with np.errstate(invalid="ignore"):
+            s, e = fastpath.two_sum(acc, x)
+        return fastpath.round_pair(self.facc, s, e, rounding, rand, self.rbits)
+
+    def codes(self, state):
+        return self.facc.encode(state)
+
+
 def _product_table(fmt):
     """Exact products of every pair of codes of a small format, indexed ``a << width | b``, and
     their top exponents."""
@@ -57,8 +115,12 @@ def _product_table(fmt):
     return Unpacked(*(np.ascontiguousarray(x) for x in u)), top_exponent(u)
 
 
-def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> np.ndarray:
     """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)`` given as in_format codes.
+
+    ``kernel`` selects the arithmetic: ``"int"`` is the definition (:mod:`fp8mac.model.rounding`),
+    ``"float"`` the faster :mod:`fp8mac.model.fastpath` proven equal to it; ``None`` (default)
+    takes the fast one where it applies.
 
     Raises
     ------
@@ -103,7 +165,13 @@ def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
     outer_seq = (draws(STREAM_OUTER, nch)
                  if config.chunk is not None and config.outer_rounding == "stochastic" else None)
 
-    table = _product_table(fin) if fin.width <= 8 else None
+    if kernel is None:
+        kernel = "float" if fastpath.supported(facc, rb if config.stochastic_streams else None) else "int"
+    if kernel not in ("int", "float"):
+        raise ValueError(f"kernel must be 'int', 'float' or None, not {kernel!r}")
+    if kernel == "float" and not fastpath.supported(facc, rb if config.stochastic_streams else None):
+        raise ValueError(f"kernel='float' needs acc man_bits + rbits <= 52, not {facc.man_bits} + {rb}")
+    ops = (_FloatKernel if kernel == "float" else _IntKernel)(fin, facc, rb)
     out = np.empty((Mp, Np), dtype=facc.code_dtype)
     # Outputs are independent: run the K loop on blocks of rows small enough to stay in cache.
     rows_per_block = max(1, _BLOCK // Np)
@@ -117,30 +185,16 @@ def mac_gemm(a_codes, b_codes, config: MacConfig) -> np.ndarray:
             flat, base = seq
             return flat[base[rs] + d * (R * C)].astype(np.int64)
 
-        zero = Unpacked(np.zeros(shape, np.int64), np.zeros(shape, np.int64),
-                        np.full(shape, facc.emin - facc.man_bits, np.int64),
-                        np.zeros(shape, bool), np.zeros(shape, bool))
-        outer = zero
+        outer = ops.zero(shape)
         a_blk = ap[rs]
         for c0 in range(0, K, chunk):
-            inner = zero
+            inner = ops.zero(shape)
             for k in range(c0, min(c0 + chunk, K)):
-                if table is not None:
-                    idx = (a_blk[:, k][:, None] << fin.width) | bp[k][None, :]
-                    prod = Unpacked(*(x[idx] for x in table[0]))
-                    prod_top = table[1][idx]
-                else:
-                    prod = mul_exact(fin.unpack(np.broadcast_to(a_blk[:, k][:, None], shape)),
-                                     fin.unpack(np.broadcast_to(bp[k][None, :], shape)))
-                    prod_top = None
-                exact, sticky = add_exact(inner, prod, ty=prod_top)
-                inner = round_unpacked(facc, exact, sticky, config.inner_rounding,
-                                       rand(inner_seq, k), rb, checked=True)
+                prod = ops.product(a_blk[:, k][:, None], bp[k][None, :], shape)
+                inner = ops.add(inner, prod, config.inner_rounding, rand(inner_seq, k))
             if config.chunk is None:
                 outer = inner
             else:
-                exact, sticky = add_exact(outer, inner)
-                outer = round_unpacked(facc, exact, sticky, config.outer_rounding,
-                                       rand(outer_seq, c0 // chunk), rb, checked=True)
-        out[rs] = pack(facc, outer)
+                outer = ops.add(outer, inner, config.outer_rounding, rand(outer_seq, c0 // chunk))
+        out[rs] = ops.codes(outer)
     return out[:M, :N]
