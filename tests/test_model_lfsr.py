@@ -250,6 +250,39 @@ def test_brute_force_period_agrees_with_polynomial_order():
 
 # ---- stream seeds ------------------------------------------------------------------------------
 
+def splitmix64_mix(x):
+    """SplitMix64's output function (Steele, Lea, Flood, OOPSLA 2014), from the published constants."""
+    m = 2**64 - 1
+    x &= m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def reference_stream_seed(seed, row, col, stream, width):
+    """The docstring's formula: mix64(mix64(seed) + (row << 40 | col << 20 | stream)), truncated to
+    ``width`` bits, 0 replaced by 1."""
+    v = splitmix64_mix(splitmix64_mix(seed) + ((row << 40) | (col << 20) | stream)) & ((1 << width) - 1)
+    return v or 1
+
+
+def test_splitmix64_known_answer():
+    # SplitMix64 seeded with 0 returns mix(k * 0x9E3779B97F4A7C15) for k = 1, 2, ...: its well-known
+    # first outputs are 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4.
+    gamma = 0x9E3779B97F4A7C15
+    assert splitmix64_mix(gamma) == 0xE220A8397B1DCDAF
+    assert splitmix64_mix(2 * gamma) == 0x6E789E6AA1B965F4
+
+
+def test_stream_seed_formula(seed):
+    for base in (0, 1, 2**64 - 1, seed):
+        for width in (3, 8, 32, 64):
+            for row, col, stream in ((0, 0, 0), (0, 0, 1), (7, 0, 0), (0, 7, 1), (63, 63, 1), (5, 3, 0)):
+                assert stream_seed(base, row, col, stream, width) == reference_stream_seed(base, row, col, stream, width)
+    assert stream_seed(0, 0, 0, 0, 32) == 1  # mix64(0) = 0: the dead state is replaced
+
+
+
 @pytest.mark.parametrize("base", [0, 1, 2**64 - 1, "random"])
 def test_stream_seeds_nonzero_and_distinct(base, seed):
     base = seed if base == "random" else base
