@@ -32,6 +32,10 @@ def _seed_from_env() -> int | None:
     return value
 
 
+def pytest_configure(config):
+    _seed_from_env()  # a malformed FP8MAC_SEED stops the session before any test runs
+
+
 def pytest_report_header(config):
     value = _seed_from_env()
     return f"{SEED_ENV}={value} (from the environment)" if value is not None else \
