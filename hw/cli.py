@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "fp8mac.hw.cli_demo",
     "fp8mac.hw.generate",
     "fp8mac.hw.synth",
+    "fp8mac.model.studies.cli",
 ]
 
 
