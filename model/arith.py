@@ -12,7 +12,16 @@ import numpy as np
 from .formats import FloatFormat, check_codes, format_by_name
 from .rounding import add_exact, check_rounding, mul_exact, pack, round_unpacked
 
-__all__ = ["fp_add", "fp_mul_exact", "fp_fma", "check_format_pair"]
+__all__ = ["fp_add", "fp_mul_exact", "fp_fma", "check_format_pair", "broadcast_operands"]
+
+
+def broadcast_operands(**operands):
+    """The broadcast shape of named arrays; ValueError naming each operand's shape if none."""
+    try:
+        return np.broadcast_shapes(*(np.shape(v) for v in operands.values()))
+    except ValueError:
+        shapes = ", ".join(f"{name} {np.shape(v)}" for name, v in operands.items())
+        raise ValueError(f"operand shapes do not broadcast: {shapes}") from None
 
 
 def check_format_pair(acc_fmt: FloatFormat, in_fmt: FloatFormat):
@@ -33,7 +42,7 @@ def fp_add(fmt, a, b, rounding="nearest", rand=None, rbits=None) -> np.ndarray:
     fmt = format_by_name(fmt, "fmt")
     a = check_codes(fmt, a, "a")
     b = check_codes(fmt, b, "b")
-    shape = np.broadcast_shapes(a.shape, b.shape)
+    shape = broadcast_operands(a=a, b=b)
     rounding, rand, rbits = check_rounding(rounding, rand, rbits, shape)
     a, b = np.broadcast_arrays(a, b)
     exact, sticky = add_exact(fmt.unpack(a), fmt.unpack(b))
@@ -46,7 +55,9 @@ def fp_add(fmt, a, b, rounding="nearest", rand=None, rbits=None) -> np.ndarray:
 def fp_mul_exact(in_fmt, a, b):
     """The exact (unrounded) product of two codes, as an :class:`~fp8mac.model.formats.Unpacked`."""
     in_fmt = format_by_name(in_fmt, "in_fmt")
-    a, b = np.broadcast_arrays(check_codes(in_fmt, a, "a"), check_codes(in_fmt, b, "b"))
+    a, b = check_codes(in_fmt, a, "a"), check_codes(in_fmt, b, "b")
+    broadcast_operands(a=a, b=b)
+    a, b = np.broadcast_arrays(a, b)
     return mul_exact(in_fmt.unpack(a), in_fmt.unpack(b))
 
 
@@ -61,7 +72,7 @@ def fp_fma(acc_fmt, in_fmt, acc, a, b, rounding="nearest", rand=None, rbits=None
     acc = check_codes(acc_fmt, acc, "acc")
     a = check_codes(in_fmt, a, "a")
     b = check_codes(in_fmt, b, "b")
-    shape = np.broadcast_shapes(acc.shape, a.shape, b.shape)
+    shape = broadcast_operands(acc=acc, a=a, b=b)
     rounding, rand, rbits = check_rounding(rounding, rand, rbits, shape)
     if rand is not None:
         shape = np.broadcast_shapes(shape, rand.shape)

@@ -239,9 +239,10 @@ class FloatFormat:
         NaN in ``"fn"`` formats (as ml_dtypes does) and the largest finite value in ``"none"``
         formats. NaN cannot be encoded in a ``"none"`` format (ValueError).
         """
-        from .rounding import pack, round_unpacked
+        from .rounding import check_rounding, pack, round_unpacked
 
         v = np.asarray(values, dtype=np.float64)
+        rounding, rand, rbits = check_rounding(rounding, rand, rbits, v.shape)
         nan = np.isnan(v)
         inf = np.isinf(v)
         if nan.any() and not self.has_nan:
@@ -251,7 +252,8 @@ class FloatFormat:
         exp = e.astype(np.int64) - 53
         sign = np.signbit(v).astype(np.int64)
         exact = Unpacked(sign, sig, exp, nan, inf)
-        return pack(self, round_unpacked(self, exact, np.zeros(v.shape, bool), rounding, rand, rbits))
+        return pack(self, round_unpacked(self, exact, np.zeros(v.shape, bool), rounding, rand, rbits,
+                                         checked=True))
 
 
 def check_codes(fmt: FloatFormat, codes, argname: str) -> np.ndarray:

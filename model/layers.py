@@ -127,6 +127,9 @@ def im2col(x, kh, kw, stride=1, padding=0):
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"x must be N x C x H x W, got shape {x.shape}")
+    for name, value, lo in (("kh", kh, 1), ("kw", kw, 1), ("stride", stride, 1), ("padding", padding, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
     n, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     oh = (h + 2 * padding - kh) // stride + 1

@@ -44,11 +44,24 @@ STREAM_INNER = 0
 STREAM_OUTER = 1
 
 
-def check_width(width) -> int:
+def check_width(width, name: str = "lfsr_width") -> int:
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or int(width) not in TAPS:
-        raise ValueError(f"lfsr_width must be an integer in {min(TAPS)}..{max(TAPS)} "
+        raise ValueError(f"{name} must be an integer in {min(TAPS)}..{max(TAPS)} "
                          f"(the widths of the tap table), not {width!r}")
     return int(width)
+
+
+def _check_count(n, name="n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {n!r}")
+    return int(n)
+
+
+def _check_rbits(rbits, width) -> int:
+    hi = min(width, 32)
+    if isinstance(rbits, bool) or not isinstance(rbits, (int, np.integer)) or not 1 <= rbits <= hi:
+        raise ValueError(f"rbits must be an integer in 1..{hi} (at most the LFSR width and 32), not {rbits!r}")
+    return int(rbits)
 
 
 def tap_mask(width: int) -> int:
@@ -114,6 +127,10 @@ def stream_seed(seed: int, row: int, col: int, stream: int, width: int) -> int:
     """The seed of one random stream: ``mix64(mix64(seed) + (row << 40 | col << 20 | stream))``
     truncated to ``width`` bits, with 0 (the LFSR's dead state) replaced by 1."""
     check_width(width)
+    for name, value, hi in (("seed", seed, (1 << 64) - 1), ("row", row, (1 << 20) - 1),
+                            ("col", col, (1 << 20) - 1), ("stream", stream, (1 << 20) - 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= hi:
+            raise ValueError(f"{name} must be an integer in 0..{hi}, not {value!r}")
     v = _mix64(_mix64(seed) + ((row << 40) | (col << 20) | stream)) & ((1 << width) - 1)
     return v or 1
 
@@ -126,7 +143,12 @@ def state_sequence(seeds, width: int, steps: int, n: int) -> np.ndarray:
     map ``A**k`` applied to them, so the cost is about ``n * width / 8`` table look-ups per seed.
     """
     width = check_width(width)
-    seeds = np.asarray(seeds, dtype=np.uint64)
+    n = _check_count(n)
+    raw = np.asarray(seeds)
+    if raw.dtype.kind not in "ui" or (raw.size and (raw.min() < 1 or raw.max() >= (1 << width))):
+        raise ValueError(f"seeds must be integers in 1..{(1 << width) - 1} for width {width} "
+                         "(0 is the LFSR's dead state)")
+    seeds = raw.astype(np.uint64)
     out = np.empty((n,) + seeds.shape, dtype=np.uint64)
     if n == 0:
         return out
@@ -147,9 +169,8 @@ def draw_sequences(seeds, width: int, rbits: int, n: int) -> np.ndarray:
     ``(n,) + seeds.shape``; draw ``i`` is the low ``rbits`` of the state after ``(i+1) * rbits``
     steps."""
     width = check_width(width)
-    if isinstance(rbits, bool) or not isinstance(rbits, (int, np.integer)) or not 1 <= rbits <= min(width, 32):
-        raise ValueError(f"rbits must be an integer in 1..{min(width, 32)} (at most the LFSR width), not {rbits!r}")
-    states = state_sequence(seeds, width, int(rbits), n)
+    rbits = _check_rbits(rbits, width)
+    states = state_sequence(seeds, width, rbits, n)
     return (states & np.uint64((1 << rbits) - 1)).astype(np.uint32)
 
 
@@ -165,7 +186,7 @@ class Lfsr:
     """
 
     def __init__(self, width: int = 32, seed: int = 1):
-        self.width = check_width(width)
+        self.width = check_width(width, "width")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 < seed < (1 << self.width):
             raise ValueError(f"seed must be an integer in 1..{(1 << self.width) - 1} for width {self.width}, not {seed!r}")
         self.state = int(seed)
@@ -178,15 +199,15 @@ class Lfsr:
 
     def draw(self, rbits: int) -> int:
         """Advance ``rbits`` steps and return the ``rbits`` new bits (newest in bit 0)."""
-        if not 1 <= rbits <= self.width:
-            raise ValueError(f"rbits must be in 1..{self.width} (the LFSR width), not {rbits}")
+        rbits = _check_rbits(rbits, self.width)
         for _ in range(rbits):
             self.step()
         return self.state & ((1 << rbits) - 1)
 
     def draws(self, n: int, rbits: int) -> np.ndarray:
         """The next ``n`` draws as a uint32 array (vectorized), leaving the LFSR after them."""
-        draw_sequences(self.state, self.width, rbits, 0)  # validates rbits
+        rbits = _check_rbits(rbits, self.width)
+        n = _check_count(n)
         states = state_sequence(self.state, self.width, rbits, n)
         if n:
             self.state = int(states[-1])

@@ -350,8 +350,6 @@ def test_format_to_dict_round_trip():
         assert format_by_name(f.to_dict()) == f
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: FloatFormat.encode with a rand array that does not "
-                   "broadcast raises NumPy's 'operands could not be broadcast' without naming rand")
 def test_encode_rand_shape_mismatch_names_rand():
     with pytest.raises(ValueError, match=r"\brand\b"):
         FORMATS["fp16"].encode([1.0, 2.0], "stochastic", [1, 2, 3], 8)

@@ -465,8 +465,6 @@ def test_layer_bad_input(call, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: im2col(stride=0) raises ZeroDivisionError, not a "
-                   "ValueError naming stride")
 def test_im2col_stride_zero():
     with pytest.raises(ValueError, match=r"stride"):
         layers.im2col(np.zeros((1, 1, 4, 4)), 2, 2, stride=0)

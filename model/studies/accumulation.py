@@ -261,9 +261,10 @@ class AccumulationResult:
         ``floor[n]``: the same error metric for the exact sum rounded once to the accumulator
         format, the best any result in that format can do.
     swamping_length : int or None
-        The first length at which the plain round-to-nearest sum grows by less than 10 % over
-        the previous length while the exact sum grows by more than 50 % (None if it never
-        stalls within the lengths measured).
+        Where plain round-to-nearest accumulation stops keeping up: the first length whose
+        mean sum grew, from the previous length, by less than half as much as the exact sum
+        did (from there on most of every further product is lost); None if that never happens
+        within the lengths measured.
     params : dict
         Everything needed to reproduce the run.
     seconds : float
@@ -282,7 +283,8 @@ class AccumulationResult:
 
 def _swamping_length(lengths, plain, exact):
     for prev, n in zip(lengths, lengths[1:]):
-        if exact[n] > 1.5 * exact[prev] and plain[n] < 1.1 * plain[prev]:
+        grown = exact[n] - exact[prev]
+        if grown > 0 and plain[n] - plain[prev] < 0.5 * grown:
             return n
     return None
 
@@ -400,7 +402,7 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     if result.swamping_length:
         for a in (ax, ax2):
             a.axvline(result.swamping_length, ls="--", color="red", lw=1)
-        ax.text(result.swamping_length, ax.get_ylim()[1], f" plain stalls\n n={result.swamping_length}",
+        ax.text(result.swamping_length, ax.get_ylim()[1], f" swamping\n n={result.swamping_length}",
                 color="red", va="top", fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("dot-product length n")
@@ -438,9 +440,12 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     longest = lens[-1]
     lines = []
     if sw:
-        lines.append(f"- Plain round-to-nearest accumulation stops growing at n = {sw} "
-                     f"(mean sum {result.mean_sum[plain][sw]:.4g} vs exact "
-                     f"{result.mean_sum['exact'][sw]:.4g}); at n = {longest} it returns "
+        prev = lens[lens.index(sw) - 1]
+        lines.append(f"- Swamping: plain round-to-nearest accumulation stops keeping up at n = {sw} "
+                     f"(from n = {prev} its mean sum grew by "
+                     f"{result.mean_sum[plain][sw] - result.mean_sum[plain][prev]:.4g}, the exact sum by "
+                     f"{result.mean_sum['exact'][sw] - result.mean_sum['exact'][prev]:.4g}: less than "
+                     f"half of each further product is kept); at n = {longest} it returns "
                      f"{result.mean_sum[plain][longest] / result.mean_sum['exact'][longest]:.1%} "
                      "of the exact sum.")
     for lab in labels[2:]:
