@@ -19,6 +19,7 @@ __all__ = ["main", "UsageError", "SUBCOMMANDS"]
 
 SUBCOMMANDS = [
     "fp8mac.hw.cli_demo",
+    "fp8mac.hw.emit",
     "fp8mac.hw.generate",
     "fp8mac.hw.synth",
     "fp8mac.model.studies.cli",
