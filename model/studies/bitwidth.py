@@ -49,9 +49,14 @@ recalled, not verified against the text; ``--max-lost`` changes it.
 The measurement: ``trials`` dot products of length ``n`` through
 :func:`~fp8mac.model.gemm.mac_gemm` with accumulators ``FloatFormat(8, m_acc)`` (8 exponent bits:
 range never matters): plain and chunked round to nearest (inside and across chunks), and plain
-stochastic rounding; measured
-``VRR = sum(s_hat**2) / sum(s**2)`` over the trials (zero-mean ensemble) with a delta-method
-standard error.
+stochastic rounding. Over the zero-mean ensemble of trials, with ``s`` exact (``math.fsum``):
+
+* retained variance ``sum(s_hat * s) / sum(s**2)`` (``Cov / Var``: the part of the exact sum's
+  variance the computed sum keeps; rounding noise, uncorrelated with ``s``, does not count): the
+  model's quantity, and the one the criterion is applied to;
+* Sakr et al.'s ratio ``sum(s_hat**2) / sum(s**2)`` (noise counts as retained variance),
+
+each with a delta-method standard error.
 """
 
 from __future__ import annotations
@@ -73,9 +78,9 @@ __all__ = ["acc_format", "product_distribution", "vrr_model", "min_mantissa_bits
            "run_bitwidth", "write_bitwidth", "BitwidthResult", "DEFAULT", "QUICK", "MAX_LOST"]
 
 MAX_LOST = math.log(50.0)
-DEFAULT = dict(lengths=(256, 1024, 4096), man_bits=tuple(range(4, 13)), chunk=64, trials=1024)
-"""Default size: n = 256, 1024, 4096; m_acc = 4..12; plain and chunk 64; 1024 trials."""
-QUICK = dict(lengths=(256, 1024), man_bits=(5, 7, 9), chunk=64, trials=256)
+DEFAULT = dict(lengths=(256, 1024, 4096), man_bits=tuple(range(4, 12)), chunk=64, trials=1024)
+"""Default size: n = 256, 1024, 4096; m_acc = 4..11; three settings; 1024 trials."""
+QUICK = dict(lengths=(1024,), man_bits=(4, 8), chunk=64, trials=1024, table_lengths=(64, 4096))
 """``--quick`` size (tests)."""
 TABLE_LENGTHS = tuple(1 << e for e in range(6, 21, 2))
 """Lengths of the model-only table of minimum mantissa bits (2^6 .. 2^20)."""
@@ -145,15 +150,28 @@ def _retained(values, probs, ulps):
     return out
 
 
-def _accumulate(values, probs, man_bits, n):
-    """``V_n / (n sigma^2)`` for one accumulation of ``n`` terms (see the module docstring)."""
+_H_CACHE: dict = {}
+
+
+def _accumulate(values, probs, man_bits, n, key=None):
+    """``V_n / (n sigma^2)`` for one accumulation of ``n`` terms (see the module docstring).
+
+    ``key`` names the term distribution so that its retained-variance table (which depends on
+    the distribution and ``man_bits`` only) is computed once per process.
+    """
     erfc, _ = _special()
     sigma2 = float(np.dot(probs, values * values))
     sd = math.sqrt(sigma2)
-    es = np.arange(math.floor(math.log2(sd)) - 40, math.floor(math.log2(sd * math.sqrt(n))) + 8)
-    h = _retained(values, probs, np.ldexp(1.0, es - man_bits))
+    top = math.floor(math.log2(sd))
+    es = np.arange(top - 40, top + 25)  # partial sums up to 2**24 sigma: n up to 2**40
+    cached = _H_CACHE.get((key, man_bits)) if key is not None else None
+    if cached is None:
+        cached = (_retained(values, probs, np.ldexp(1.0, es - man_bits)),
+                  float(np.dot(probs, values * _round_bits(values, man_bits))))
+        if key is not None:
+            _H_CACHE[(key, man_bits)] = cached
+    h, v = cached  # v: V_1, the first term into a zero accumulator
     lo = np.ldexp(1.0, es)
-    v = float(np.dot(probs, values * _round_bits(values, man_bits)))  # V_1: into a zero accumulator
     j = 1
     while j < n:
         step = max(1, min(n - j, j // 64))
@@ -176,14 +194,15 @@ def vrr_model(n, man_bits, chunk=None, in_format="fp8_e5m2", _dist=None) -> floa
     """
     n = _check_int("n", n, 1, 1 << 30)
     man_bits = _check_int("man_bits", man_bits, 1, 23)
+    name = in_format if isinstance(in_format, str) else in_format.label
     values, probs = _dist or product_distribution(in_format)
     if chunk is None or chunk >= n:
-        return _accumulate(values, probs, man_bits, n)
+        return _accumulate(values, probs, man_bits, n, ("products", name))
     chunk = _check_int("chunk", chunk, 1, 1 << 30)
-    inner = _accumulate(values, probs, man_bits, chunk)
+    inner = _accumulate(values, probs, man_bits, chunk, ("products", name))
     sigma2 = float(np.dot(probs, values * values))
     cv, cp = _gaussian_terms(chunk * sigma2 * inner, man_bits)
-    outer = _accumulate(cv, cp, man_bits, -(-n // chunk))
+    outer = _accumulate(cv, cp, man_bits, -(-n // chunk), ("chunk sums", name, chunk))
     return inner * outer
 
 
@@ -206,7 +225,8 @@ def min_mantissa_bits(n, chunk=None, max_lost=MAX_LOST, in_format="fp8_e5m2", lo
 
 def measure_vrr(lengths, man_bits, chunk=None, trials=1024, in_format="fp8_e5m2", seed=0,
                 rounding="nearest"):
-    """Measured VRR per length with ``man_bits``: ``{n: (vrr, standard_error)}``.
+    """Measured retention per length with ``man_bits``:
+    ``{n: (retained, its standard error, variance ratio, its standard error)}``.
 
     ``trials`` zero-mean dot products (``N(0, 1)`` operands rounded to ``in_format``) per length
     through ``mac_gemm`` with ``acc_format(man_bits)``, plain or chunked, with ``rounding``
@@ -223,11 +243,14 @@ def measure_vrr(lengths, man_bits, chunk=None, trials=1024, in_format="fp8_e5m2"
         for n, p, bw in zip(g.lengths, g.a_parts, g.b_windows()):
             prods = fin.decode(p) * fin.decode(bw)
             exact = np.array([math.fsum(r) for r in prods])
-            x, y = computed[n] ** 2, exact ** 2
-            r = x.sum() / y.sum()
-            se = math.sqrt(np.var(x - r * y) / len(x)) / y.mean()
-            out[n] = (float(r), float(se))
+            out[n] = _ratio(computed[n] * exact, exact * exact) + _ratio(computed[n] ** 2, exact * exact)
     return out
+
+
+def _ratio(x, y):
+    """``sum(x) / sum(y)`` and its delta-method standard error."""
+    r = float(x.sum() / y.sum())
+    return r, float(math.sqrt(np.var(x - r * y) / len(x)) / y.mean())
 
 
 def settings(chunk):
@@ -249,7 +272,8 @@ class BitwidthResult:
     ----------
     rows : list of dict
         One per (setting, n, man_bits): ``label``, ``chunk``, ``rounding``, ``n``, ``man_bits``,
-        ``model`` (None for stochastic rounding), ``measured``, ``se``.
+        ``model`` (None for stochastic rounding), ``measured`` (retained variance) and ``se``,
+        ``ratio`` (variance ratio) and ``ratio_se``.
     minimum : list of dict
         One per (round-to-nearest setting, n): ``model`` and ``measured`` minimum mantissa bits.
     table : list of dict
@@ -308,10 +332,10 @@ def run_bitwidth(lengths=DEFAULT["lengths"], man_bits=DEFAULT["man_bits"], chunk
     rows = []
     for (_, m, c, rnd, *_), meas in zip(args, measured):
         for n in lengths:
-            vr, se = meas[n]
+            vr, se, ratio, ratio_se = meas[n]
             model = vrr_model(n, m, c, in_format, dist) if rnd == "nearest" else None
             rows.append(dict(label=labels[(c, rnd)], chunk=c, rounding=rnd, n=n, man_bits=m,
-                             model=model, measured=vr, se=se))
+                             model=model, measured=vr, se=se, ratio=ratio, ratio_se=ratio_se))
     minimum = []
     for lab, c, rnd in sets:
         if rnd != "nearest":
@@ -355,7 +379,7 @@ def write_bitwidth(result: BitwidthResult, out, command="fp8mac study bitwidth")
         ax.axhline(0, color="black", lw=0.5)
         ax.set_yscale("symlog", linthresh=1e-4)
         ax.set_xlabel("accumulator mantissa bits m_acc")
-        ax.set_ylabel("1 - VRR (variance lost; < 0: noise added)")
+        ax.set_ylabel("1 - retained variance (model: lines, measured: points)")
         ax.set_title(f"{lab}, {p['in_format']} products")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -364,9 +388,10 @@ def write_bitwidth(result: BitwidthResult, out, command="fp8mac study bitwidth")
     rep = Report("Bit width: variance retention ratio, model vs. golden model")
     rep.text(f"Command: `{command}`. Seed {p['seed']}, {p['trials']} trials per cell, zero-mean "
              f"products of `{p['in_format']}` operands rounded from N(0,1), accumulators with 8 "
-             f"exponent bits and `m_acc` mantissa bits. VRR = Var(computed sum) / Var(exact sum) "
-             f"(Sakr et al., ICLR 2019). Criterion: the smallest `m_acc` with "
-             f"`n (1 - VRR) <= {p['max_lost']:.2f}` (dotted lines in the plot). The model is Sakr et "
+             f"exponent bits and `m_acc` mantissa bits. Variance retention (Sakr et al., ICLR 2019): "
+             f"how much of the exact sum's variance the computed sum keeps. Criterion: the smallest "
+             f"`m_acc` whose retained variance R has `n (1 - R) <= {p['max_lost']:.2f}` (dotted "
+             f"lines in the plot). The model is Sakr et "
              f"al.'s swamping picture evaluated numerically (their closed form could not be checked "
              f"against the paper's text here); `model/studies/bitwidth.py` says exactly what it "
              f"assumes and what it leaves out.")
@@ -376,14 +401,18 @@ def write_bitwidth(result: BitwidthResult, out, command="fp8mac study bitwidth")
               [[r["label"], r["n"], r["model"] if r["model"] is not None else "> 23",
                 r["measured"] if r["measured"] is not None else f"> {r['swept'][1]}"]
                for r in result.minimum])
-    rep.text("`measured`: the smallest swept `m_acc` whose measured VRR meets the criterion (point "
-             "estimate; the standard errors below say how sharp that is).")
-    rep.heading("VRR by cell")
-    rep.table(["accumulation", "n", "m_acc", "model VRR", "measured VRR", "+-2 SE"],
+    rep.text("`measured`: the smallest swept `m_acc` whose measured retained variance meets the "
+             "criterion (point estimate; the standard errors below say how sharp that is).")
+    rep.heading("Retained variance by cell")
+    rep.table(["accumulation", "n", "m_acc", "model", "measured", "+-2 SE", "Var ratio", "+-2 SE"],
               [[r["label"], r["n"], r["man_bits"],
-                f"{r['model']:.5f}" if r["model"] is not None else "(unbiased: >= 1)",
-                f"{r['measured']:.5f}", f"{2 * r['se']:.5f}"]
+                f"{r['model']:.5f}" if r["model"] is not None else "-",
+                f"{r['measured']:.5f}", f"{2 * r['se']:.5f}", f"{r['ratio']:.5f}",
+                f"{2 * r['ratio_se']:.5f}"]
                for r in result.rows])
+    rep.text("`model`: the swamping model (round to nearest only). `measured`: retained variance "
+             "Cov(computed, exact) / Var(exact); `Var ratio`: Var(computed) / Var(exact), Sakr et "
+             "al.'s VRR, which also counts rounding noise as retained.")
     rep.heading("Model: minimum mantissa bits by length and chunk size")
     rep.table(["n", "plain", "chunk 16", "chunk 64", "chunk 256"],
               [[r["n"]] + [r[k] if r[k] is not None else "> 23" for k in ("None", "16", "64", "256")]

@@ -186,8 +186,11 @@ class _Mlp:
         return float(np.mean(np.argmax(self.forward(x)[2], axis=1) == y))
 
 
-def train_mlp(variant="fp8", seed=0, hidden=32, epochs=5, batch=128, lr=0.5, chunk=64) -> TrainRun:
+def train_mlp(variant="fp8", seed=0, hidden=32, epochs=5, batch=128, lr=0.5, chunk=64,
+              train_limit=None) -> TrainRun:
     """Train one variant with one seed; returns its per-epoch test accuracy and loss.
+
+    ``train_limit`` keeps only the first that many training images (tests).
 
     Raises
     ------
@@ -198,6 +201,8 @@ def train_mlp(variant="fp8", seed=0, hidden=32, epochs=5, batch=128, lr=0.5, chu
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     t0 = time.perf_counter()
     xtr, ytr, xte, yte = load_digits(0)
+    if train_limit is not None:
+        xtr, ytr = xtr[:train_limit], ytr[:train_limit]
     mu, sd = xtr.mean(axis=0), xtr.std(axis=0) + 0.1  # standardized pixels (train statistics)
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     rng = np.random.default_rng(seed)
