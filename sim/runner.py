@@ -7,7 +7,10 @@ One call, :func:`build_and_test`, does what every test file needs:
 - builds into ``build/sim/<name>/<sim>`` (``<sim>-waves`` with waves), and skips the build when the
   sources and options are unchanged;
 - Icarus gets a timescale; Verilator gets ``-Wno-fatal`` (Amaranth's Verilog has width lint
-  warnings by design) and the speed options in :data:`VERILATOR_ARGS`;
+  warnings by design) and the speed options in :data:`VERILATOR_ARGS`, and only the top
+  module's signals are visible to cocotb (``internals=True`` opens all of them, at a cost:
+  cocotb's default ``--public-flat-rw`` keeps every internal signal, which makes a MAC's C++ ten
+  times larger and slower to compile);
 - the seed: ``FP8MAC_SEED`` from the environment, or a fresh one; printed as ``FP8MAC_SEED=<n>``
   so that any run can be repeated, and handed to the cocotb module (read it there with
   :func:`test_seed`);
@@ -200,6 +203,12 @@ def _environ(values: dict):
                 os.environ[k] = v
 
 
+def _tagged(source: Path):
+    from cocotb_tools.runner import VerilatorControlFile
+
+    return VerilatorControlFile(source) if source.suffix == ".vlt" else source
+
+
 def _build_key(sim, sources, top, build_args, parameters, waves) -> str:
     digest = hashlib.sha256()
     for source in sources:
@@ -226,7 +235,8 @@ def _failures(results_xml: Path) -> tuple[int, list[str]]:
 def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | None = None,
                    name: str | None = None, build_dir=None, testcase=None, extra_env=None,
                    waves: bool | None = None, parameters=None, build_args=(),
-                   expect_tests: int | None = None, seed: int | None = None) -> SimResults:
+                   expect_tests: int | None = None, seed: int | None = None,
+                   internals: bool = False) -> SimResults:
     """Build ``verilog_sources`` for ``sim`` and run the cocotb tests in ``test_module`` on ``top``.
 
     Parameters
@@ -257,6 +267,9 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
         The number of cocotb tests that must run; default: at least one.
     seed : int, optional
         Default: ``FP8MAC_SEED`` from the environment, else a fresh random seed.
+    internals : bool
+        Verilator: let cocotb see every internal signal, not only the top module's (Icarus
+        always does). Waves always record everything.
 
     Returns
     -------
@@ -293,6 +306,12 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
         build_dir = build_root() / "sim" / (name or top) / (sim + ("-waves" if waves else ""))
     build_dir = Path(build_dir).resolve()
     args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    if sim == "verilator" and not internals:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        sources.insert(0, write_verilog(
+            f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n',
+            build_dir / "public_top.vlt"))
+        args.append("--no-public-flat-rw")  # after cocotb's --public-flat-rw: the .vlt decides
     wave_suffix = ".fst"
     if waves and sim == "verilator":
         if _have_lz4():
@@ -315,7 +334,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
             objcache = {"OBJCACHE": f"{sys.executable} -m fp8mac.sim.objcache"}
             try:
                 with _environ(objcache if sim == "verilator" else {}):
-                    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
+                    runner.build(sources=[_tagged(s) for s in sources], hdl_toplevel=top, build_dir=build_dir,
                                  parameters=parameters, build_args=args, timescale=TIMESCALE,
                                  waves=waves, always=True)
             except (RuntimeError, SystemExit) as exc:

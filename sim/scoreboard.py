@@ -46,8 +46,9 @@ class Scoreboard:
     ----------
     expected : array_like of int
         Expected codes in stream order. A 3-D array is read as ``(tile, row, col)``.
-    fmt : FloatFormat or str
-        The result format (width of a lane, and how codes are decoded in messages).
+    fmt : FloatFormat or str or None
+        The result format (width of a lane, and how codes are decoded in messages); None for
+        plain bit vectors of ``width`` bits.
     lanes : int
         Codes per beat.
     tile_shape : (int, int), optional
@@ -61,6 +62,8 @@ class Scoreboard:
         Names the stream in messages.
     locate : callable, optional
         ``locate(k) -> str`` describing element ``k``; overrides ``tile_shape``.
+    width : int, optional
+        Lane width when ``fmt`` is None.
 
     Attributes
     ----------
@@ -70,8 +73,11 @@ class Scoreboard:
 
     def __init__(self, expected, fmt, *, lanes: int = 1, tile_shape=None, tlast=None,
                  seed: int | None = None, name: str = "result",
-                 locate: Callable[[int], str] | None = None):
-        self.fmt = format_by_name(fmt, "fmt")
+                 locate: Callable[[int], str] | None = None, width: int | None = None):
+        self.fmt = None if fmt is None else format_by_name(fmt, "fmt")
+        if (self.fmt is None) == (width is None):
+            raise ValueError("give either fmt or width")
+        self.width = self.fmt.width if self.fmt is not None else int(width)
         codes = np.asarray(expected)
         if tile_shape is None and codes.ndim == 3:
             tile_shape = codes.shape[1:]
@@ -84,7 +90,7 @@ class Scoreboard:
         self._codes = codes
         self._tile_shape = None if tile_shape is None else tuple(int(n) for n in tile_shape)
         self._locate = locate
-        width = self.fmt.width
+        width = self.width
         per_beat = codes.reshape(-1, lanes).astype(object)
         packed = per_beat[:, 0].copy()
         for lane in range(1, lanes):
@@ -141,20 +147,27 @@ class Scoreboard:
         row, col = divmod(rest, cols)
         return f"tile {tile}, element (row {row}, col {col})"
 
+    def _describe(self, code: int) -> str:
+        if self.fmt is None:
+            return f"0x{code:0{(self.width + 3) // 4}x}"
+        return describe_code(self.fmt, code)
+
     def _rerun(self) -> str:
         return "" if self.seed is None else f"; rerun with FP8MAC_SEED={self.seed}"
 
     def _mismatch(self, index: int, tdata: int) -> str:
-        width, mask = self.fmt.width, (1 << self.fmt.width) - 1
-        lines = [f"{self.name}: beat {index} of {len(self._beats)} differs "
-                 f"(format {self.fmt.label}){self._rerun()}"]
+        width, mask = self.width, (1 << self.width) - 1
+        kind = f"format {self.fmt.label}" if self.fmt is not None else f"{width}-bit lanes"
+        lines = [f"{self.name}: beat {index} of {len(self._beats)} differs ({kind})"
+                 f"{self._rerun()}"]
         expected = self._beats[index]
         for lane in range(self.lanes):
             got, want = (tdata >> (lane * width)) & mask, (expected >> (lane * width)) & mask
             if got != want:
                 k = index * self.lanes + lane
-                lines.append(f"  {self.where(k)}, lane {lane}: got {describe_code(self.fmt, got)}, "
-                             f"expected {describe_code(self.fmt, want)}")
+                lane_text = f", lane {lane}" if self.lanes > 1 else ""
+                lines.append(f"  {self.where(k)}{lane_text}: got {self._describe(got)}, "
+                             f"expected {self._describe(want)}")
         if tdata >> (self.lanes * width):
             lines.append(f"  bits above the {self.lanes} lanes are set: tdata=0x{tdata:x}")
         return "\n".join(lines)
