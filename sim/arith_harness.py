@@ -26,17 +26,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.hw.adder import FloatAdder, MacUnit
+from fp8mac.hw.emit import emit_verilog
 from fp8mac.hw.lfsr import Lfsr
 from fp8mac.hw.multiplier import FloatMultiplier
 from fp8mac.model.formats import format_by_name
-
-try:
-    from fp8mac.hw.emit import emit_verilog
-except ImportError:  # TODO: hw/emit.py lands with issue 4; drop this fallback then
-    from amaranth.back.verilog import convert as _convert
-
-    def emit_verilog(component, name):
-        return _convert(component, name=name)
 
 from .runner import SimResults, build_and_test, build_root, write_verilog
 

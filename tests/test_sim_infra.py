@@ -9,8 +9,8 @@ import itertools
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
 
+from fp8mac.hw.emit import emit_verilog
 from fp8mac.sim import runner
 from fp8mac.sim.pause import PAUSES, pause_generator
 from fp8mac.sim.runner import SIMULATORS, SimulationFailed, build_and_test, build_root, write_verilog
@@ -24,8 +24,8 @@ TOP = "register_slice"
 
 @pytest.fixture(scope="module")
 def slice_verilog():
-    text = verilog.convert(RegisterSlice(64), name=TOP)
-    return write_verilog(text, build_root() / "sim" / "selftest" / f"{TOP}.v")
+    return write_verilog(emit_verilog(RegisterSlice(64), TOP),
+                         build_root() / "sim" / "selftest" / f"{TOP}.v")
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
