@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -245,3 +245,32 @@ def test_cli_bad_yosys_path_is_a_clear_error(tmp_path):
 def test_cli_bad_config_value_exits_2(tmp_path):
     r = _cli("--out", str(tmp_path), "--rows", "0")
     assert r.returncode == 2 and r.stderr.startswith("fp8mac: error:") and "rows" in r.stderr
+
+
+def test_blackbox_instances_are_left_out_of_the_figures(tmp_path):
+    class WithBox(wiring.Component):
+        def __init__(self):
+            super().__init__({"a": In(8), "q": Out(8)})
+
+        def elaborate(self, platform):
+            m = Module()
+            y = [Signal(8, name=f"y{i}") for i in range(3)]
+            for i in range(3):
+                m.submodules[f"box{i}"] = Instance("bbx", i_a=self.a, o_y=y[i])
+            m.d.sync += self.q.eq(y[0] + y[1] + y[2])
+            return m
+
+    path = tmp_path / "withbox.v"
+    path.write_text(verilog.convert(WithBox(), name="withbox")
+                    + "\n(* blackbox *)\nmodule bbx(input [7:0] a, output [7:0] y);\nendmodule\n")
+    rep = synthesize(path, "withbox", tmp_path / "out", targets=("generic", "asic"), blackboxes=("bbx",))
+    for target in ("generic", "asic"):
+        assert rep[target]["blackboxes"] == {"bbx": 3}
+        assert "bbx" not in rep[target]["cells"]
+    assert rep["generic"]["flip_flops"]["value"] == 8
+    assert rep["generic"]["transistors"]["complete"] is False
+    assert rep["asic"]["sequential_area"]["value"] == pytest.approx(8 * 96.0)
+    assert rep["asic"]["area"]["value"] > 8 * 96.0
+    assert rep["asic"]["critical_path"]["value"] is None
+    with pytest.raises(ValueError, match="blackboxes"):
+        synthesize(path, "withbox", tmp_path / "out2", targets=("ice40",), blackboxes=("bbx",))
