@@ -740,10 +740,9 @@ def register(sub):
 def run(args) -> int:
     import sys
 
-    from amaranth.back import verilog
-
     from fp8mac.sim.tools import ToolMissing
 
+    from .emit import emit_verilog
     from .generate import config_from_args
 
     config = config_from_args(args)
@@ -762,7 +761,7 @@ def run(args) -> int:
         top, component = config.top, Accelerator(config)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{top}.v"
-    path.write_text(verilog.convert(component, name=top))
+    path.write_text(emit_verilog(component, top))
     try:
         report = synthesize(path, top, out, targets, yosys, config=config)
     except (SynthError, ToolMissing) as exc:

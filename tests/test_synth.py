@@ -274,3 +274,21 @@ def test_blackbox_instances_are_left_out_of_the_figures(tmp_path):
     assert rep["asic"]["critical_path"]["value"] is None
     with pytest.raises(ValueError, match="blackboxes"):
         synthesize(path, "withbox", tmp_path / "out2", targets=("ice40",), blackboxes=("bbx",))
+
+
+def test_cli_yosys_failure_shows_its_last_lines_and_exits_1(tmp_path):
+    exe = _fake_yosys(tmp_path, "printf 'reading\\nERROR: fake failure in abc\\n' > \"$3\"; exit 1")
+    r = _cli("--out", str(tmp_path / "out"), "--block", "pe", "--target", "generic", env={"YOSYS": str(exe)})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("fp8mac: error: Yosys (generic) failed with status 1")
+    assert "ERROR: fake failure in abc" in r.stderr
+
+
+def test_cli_synthesizes_a_processing_element(tmp_path):
+    r = _cli("--out", str(tmp_path), "--block", "pe", "--target", "generic", "--chunk", "off",
+             "--outer-rounding", "nearest", "--top", "tiny")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "area.json").read_text())
+    assert report["design"]["top"] == "tiny_pe" and report["design"]["config"]["chunk"] is None
+    assert report["generic"]["transistors"]["value"] > 1000
+    assert (tmp_path / "tiny_pe.v").is_file() and "| generic | transistor estimate |" in r.stdout
