@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fp8mac.hw.cli import main
-from fp8mac.model import FORMATS, MacConfig, mac_gemm
+from fp8mac.model import MacConfig, mac_gemm
 from fp8mac.model.studies import accumulation as acc
 from fp8mac.model.studies import bitwidth as bw
 from fp8mac.model.studies import train as tr

@@ -22,10 +22,10 @@ the exact sum from :func:`math.fsum`. Reported per length as the mean over trial
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-import multiprocessing
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from .report import Report, fmt_sci, new_figure, save_figure, check_out_dir
 
 __all__ = ["DISTRIBUTIONS", "AccumulationResult", "Method", "accumulation_methods",
            "draw_operands", "dot_products", "fp32_dot_products", "run_accumulation",
-           "check_lengths", "check_seed", "check_jobs", "MAX_LENGTH", "QUICK", "DEFAULT"]
+           "check_lengths", "check_seed", "check_jobs", "check_int", "MAX_LENGTH", "QUICK",
+           "DEFAULT"]
 
 DISTRIBUTIONS = ("halfnormal", "uniform", "normal")
 """Operand distributions: ``|N(0,1)|`` and ``U(0,1)`` (same-sign products: swamping shows) and
@@ -68,18 +69,21 @@ def check_lengths(lengths) -> tuple[int, ...]:
 
 
 def check_seed(seed, name="seed") -> int:
+    """A seed: an integer in 0..2**64-1."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"{name} must be an integer in 0..2**64-1, not {seed!r}")
     return int(seed)
 
 
 def check_jobs(jobs) -> int:
+    """Worker processes: an integer in 1..64."""
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not 1 <= jobs <= 64:
         raise ValueError(f"jobs must be an integer in 1..64 (worker processes), not {jobs!r}")
     return int(jobs)
 
 
-def _check_int(name, value, lo, hi):
+def check_int(name, value, lo, hi) -> int:
+    """``value`` as an int in ``lo..hi``; ValueError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
     return int(value)
@@ -107,7 +111,7 @@ def accumulation_methods(chunks=(16, 64, 256), in_format="fp8_e5m2", acc_format=
         chunks = (chunks,)
     chunks = tuple(chunks)
     for c in chunks:
-        _check_int("chunks", c, 1, MAX_LENGTH)
+        check_int("chunks", c, 1, MAX_LENGTH)
     base = MacConfig(rows=8, cols=1, in_format=in_format, acc_format=acc_format, rbits=rbits,
                      seed=seed)
     acc = base.acc_format.name or "acc"
@@ -187,7 +191,7 @@ def draw_operands(lengths, trials, distribution="halfnormal", in_format="fp8_e5m
     nearest in ``in_format``. ``align`` must be a multiple of every chunk size used.
     """
     lengths = check_lengths(lengths)
-    trials = _check_int("trials", trials, 1, 1 << 16)
+    trials = check_int("trials", trials, 1, 1 << 16)
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, not {distribution!r}")
     fin = format_by_name(in_format, "in_format")
@@ -329,11 +333,11 @@ def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunk
     lengths = check_lengths(lengths)
     seed = check_seed(seed)
     jobs = check_jobs(jobs)
-    trials = _check_int("trials", trials, 1, 1 << 16)
+    trials = check_int("trials", trials, 1, 1 << 16)
     for name, f in (("in_format", in_format), ("acc_format", acc_format)):
         if not isinstance(f, str) or f not in FORMATS:
             raise ValueError(f"{name} must be one of {', '.join(FORMATS)}, not {f!r}")
-    _check_int("sr_chunk", sr_chunk, 1, MAX_LENGTH)
+    check_int("sr_chunk", sr_chunk, 1, MAX_LENGTH)
     methods = accumulation_methods(chunks, in_format, acc_format, rbits, stochastic, sr_chunk,
                                    seed=seed)
     facc = FORMATS[acc_format]
@@ -392,11 +396,12 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     labels = [m.label for m in result.methods]
     fig, axes = new_figure(2, 1, size=(6.0, 4.6))
     ax, ax2 = axes[0]
-    styles = {"FP32": dict(color="black", lw=2)}
+    styles = {lab: dict(color=f"C{i}") for i, lab in enumerate(labels[1:])}
+    styles["FP32"] = dict(color="black", lw=2)
     for lab in labels:
         ys = [result.error[lab][n] for n in lens]
         ys = [y if y > 0 else np.nan for y in ys]
-        ax.loglog(lens, ys, marker="o", ms=3, label=lab, **styles.get(lab, {}))
+        ax.loglog(lens, ys, marker="o", ms=3, label=lab, **styles[lab])
     ax.loglog(lens, [result.floor[n] or np.nan for n in lens], ls=":", color="gray",
               label=f"exact sum rounded once to {p['acc_format']}")
     if result.swamping_length:
@@ -410,9 +415,11 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     ax.set_title(f"Accumulation error ({p['distribution']} {p['in_format']} operands)")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
-    for lab in ["exact"] + labels:
-        ax2.loglog(lens, [result.mean_sum[lab][n] for n in lens], marker="o", ms=3,
-                   label=lab, **({"color": "black", "lw": 2, "ls": ":"} if lab == "exact" else {}))
+    ax2.loglog(lens, [result.mean_sum["exact"][n] for n in lens], color="gray", ls=":", lw=3,
+               label="exact")
+    for lab in labels:
+        ax2.loglog(lens, [result.mean_sum[lab][n] for n in lens], marker="o", ms=3, label=lab,
+                   **styles[lab])
     ax2.set_xscale("log", base=2)
     ax2.set_xlabel("dot-product length n")
     ax2.set_ylabel("mean computed dot product")

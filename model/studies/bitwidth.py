@@ -71,8 +71,8 @@ import numpy as np
 
 from ..config import MacConfig
 from ..formats import FORMATS, FloatFormat
-from .accumulation import _check_int, check_jobs, check_lengths, check_seed, dot_products, draw_operands
-from .report import Report, fmt_sci, new_figure, save_figure, check_out_dir
+from .accumulation import check_int, check_jobs, check_lengths, check_seed, dot_products, draw_operands
+from .report import Report, new_figure, save_figure, check_out_dir
 
 __all__ = ["acc_format", "product_distribution", "vrr_model", "min_mantissa_bits", "measure_vrr",
            "run_bitwidth", "write_bitwidth", "BitwidthResult", "DEFAULT", "QUICK", "MAX_LOST"]
@@ -88,7 +88,7 @@ TABLE_LENGTHS = tuple(1 << e for e in range(6, 21, 2))
 
 def acc_format(man_bits: int) -> FloatFormat:
     """The accumulator of the sweep: 8 exponent bits (bias 127, IEEE specials), ``man_bits``."""
-    _check_int("man_bits", man_bits, 1, 23)
+    check_int("man_bits", man_bits, 1, 23)
     return FloatFormat(8, int(man_bits), 127, "ieee", name=f"e8m{int(man_bits)}")
 
 
@@ -192,13 +192,13 @@ def vrr_model(n, man_bits, chunk=None, in_format="fp8_e5m2", _dist=None) -> floa
     ValueError
         If ``n``, ``man_bits`` or ``chunk`` is out of range.
     """
-    n = _check_int("n", n, 1, 1 << 30)
-    man_bits = _check_int("man_bits", man_bits, 1, 23)
+    n = check_int("n", n, 1, 1 << 30)
+    man_bits = check_int("man_bits", man_bits, 1, 23)
     name = in_format if isinstance(in_format, str) else in_format.label
     values, probs = _dist or product_distribution(in_format)
     if chunk is None or chunk >= n:
         return _accumulate(values, probs, man_bits, n, ("products", name))
-    chunk = _check_int("chunk", chunk, 1, 1 << 30)
+    chunk = check_int("chunk", chunk, 1, 1 << 30)
     inner = _accumulate(values, probs, man_bits, chunk, ("products", name))
     sigma2 = float(np.dot(probs, values * values))
     cv, cp = _gaussian_terms(chunk * sigma2 * inner, man_bits)
@@ -303,14 +303,14 @@ def run_bitwidth(lengths=DEFAULT["lengths"], man_bits=DEFAULT["man_bits"], chunk
     lengths = check_lengths(lengths)
     seed = check_seed(seed)
     jobs = check_jobs(jobs)
-    trials = _check_int("trials", trials, 2, 1 << 16)
+    trials = check_int("trials", trials, 2, 1 << 16)
     try:
-        man_bits = sorted({_check_int("man_bits", m, 1, 23) for m in man_bits})
+        man_bits = sorted({check_int("man_bits", m, 1, 23) for m in man_bits})
     except TypeError:
         raise ValueError(f"man_bits must be a list of integers in 1..23, not {man_bits!r}") from None
     if not man_bits:
         raise ValueError("man_bits must hold at least one integer in 1..23")
-    chunk = _check_int("chunk", chunk, 1, 1 << 20)
+    chunk = check_int("chunk", chunk, 1, 1 << 20)
     if isinstance(max_lost, bool) or not isinstance(max_lost, (int, float)) or not (
             math.isfinite(max_lost) and max_lost > 0):
         raise ValueError(f"max_lost must be a positive number, not {max_lost!r}")

@@ -98,7 +98,7 @@ def register(sub):
     t.add_argument("--variants", help="comma list of fp32, fp8, no-chunk, nearest-update, "
                                       "fp8-edges (default all)")
     t.add_argument("--hidden", help="hidden units per layer (default 32)")
-    t.add_argument("--epochs", help="epochs (default 5)")
+    t.add_argument("--epochs", help="epochs (default 4)")
     t.add_argument("--batch", help="batch size: K of the weight-gradient GEMMs (default 128)")
     t.add_argument("--lr", help="learning rate (default 0.5)")
     t.add_argument("--chunk", help="accumulation chunk size (default 64)")

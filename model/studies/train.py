@@ -46,14 +46,14 @@ from ..formats import FORMATS
 from ..layers import gemm_layer
 from ..lfsr import Lfsr, stream_seed
 from ..workloads import load_digits
-from .accumulation import _check_int, check_jobs, check_seed
+from .accumulation import check_int, check_jobs, check_seed
 from .report import Report, fmt_pct, new_figure, save_figure, check_out_dir
 
 __all__ = ["Variant", "VARIANTS", "TrainRun", "TrainResult", "train_mlp", "run_train",
            "write_train", "DEFAULT", "QUICK"]
 
 DEFAULT = dict(variants=("fp32", "fp8", "no-chunk", "nearest-update", "fp8-edges"),
-               seeds=(0, 1, 2), hidden=32, epochs=5, batch=128, lr=0.5, chunk=64)
+               seeds=(0, 1, 2), hidden=32, epochs=4, batch=128, lr=0.5, chunk=64)
 """Default size (about 2 minutes on two cores)."""
 QUICK = dict(variants=("fp32", "fp8"), seeds=(0,), hidden=16, epochs=2, batch=128, lr=0.5,
              chunk=64)
@@ -256,10 +256,10 @@ def run_train(variants=DEFAULT["variants"], seeds=DEFAULT["seeds"], hidden=DEFAU
     seeds = [check_seed(s, "seeds") for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one integer in 0..2**64-1")
-    hidden = _check_int("hidden", hidden, 1, 1024)
-    epochs = _check_int("epochs", epochs, 1, 1000)
-    batch = _check_int("batch", batch, 1, 1438)
-    chunk = _check_int("chunk", chunk, 1, 1 << 20)
+    hidden = check_int("hidden", hidden, 1, 1024)
+    epochs = check_int("epochs", epochs, 1, 1000)
+    batch = check_int("batch", batch, 1, 1438)
+    chunk = check_int("chunk", chunk, 1, 1 << 20)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, not {lr!r}")
     jobs = check_jobs(jobs)
@@ -295,6 +295,8 @@ def write_train(result: TrainResult, out, command="fp8mac study train"):
         if len(runs) > 1:
             ax.fill_between(ep, acc.min(0), acc.max(0), alpha=0.15, color=style["color"])
         ax2.plot(ep, loss.mean(0), marker="o", ms=3, label=VARIANTS[v].label, **style)
+    for a in (ax, ax2):
+        a.set_xticks(ep)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (mean; band: min..max over seeds)")
     ax.set_title(f"digits 64-{p['hidden']}-{p['hidden']}-10 MLP, seeds {p['seeds']}")
@@ -330,6 +332,8 @@ def write_train(result: TrainResult, out, command="fp8mac study train"):
     rep.heading("Final test accuracy (%)")
     rep.table(["variant", "mean +- sd", "min .. max", f"vs {VARIANTS[base].label} (points)",
                "s per run"], rows)
-    rep.text(f"Mean and sample standard deviation over {len(p['seeds'])} seeds.")
+    k = len(p["seeds"])
+    rep.text(f"Mean and sample standard deviation over {k} seed{'s' if k > 1 else ''} (the band in "
+             f"the plot: min..max).")
     md = rep.write(out / "train.md")
     return md, png
