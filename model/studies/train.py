@@ -327,11 +327,9 @@ def write_train(result: TrainResult, out, command="fp8mac study train"):
         mean, sd, lo, hi = result.summary(v)
         rows.append([VARIANTS[v].label, f"{fmt_pct(mean)} +- {fmt_pct(sd)}",
                      f"{fmt_pct(lo)} .. {fmt_pct(hi)}",
-                     "-" if v == base else f"{100 * (mean - bmean):+.1f}",
-                     f"{np.mean([r.seconds for r in result.runs if r.variant == v]):.1f}"])
+                     "-" if v == base else f"{100 * (mean - bmean):+.1f}"])
     rep.heading("Final test accuracy (%)")
-    rep.table(["variant", "mean +- sd", "min .. max", f"vs {VARIANTS[base].label} (points)",
-               "s per run"], rows)
+    rep.table(["variant", "mean +- sd", "min .. max", f"vs {VARIANTS[base].label} (points)"], rows)
     k = len(p["seeds"])
     rep.text(f"Mean and sample standard deviation over {k} seed{'s' if k > 1 else ''} (the band in "
              f"the plot: min..max).")
