@@ -83,8 +83,9 @@ class MacUnit(wiring.Component):
     other, Y, is shifted right into it, bits falling out of the window ORed into a sticky bit,
     which borrows from the window's last bit in a subtraction (so the window holds the floor of
     the exact magnitude and the sticky says whether anything lies below); a negative difference
-    is negated; the magnitude is normalized (clamped at the subnormal exponent), rounded, and the
-    increment is added to ``exponent << man_bits | significand`` (a carry renormalizes by itself).
+    is negated; the magnitude is normalized (clamped at the subnormal exponent) and rounded, the
+    increment being added to the code's ``exponent, mantissa`` bits so that a carry out of the
+    significand renormalizes by itself.
 
     Width argument: rounding needs ``k`` exact bits below the result's ulp (``k = 1`` for
     ``nearest``, a guard bit, the rest being the sticky; ``k = rbits`` for ``stochastic``; ``k =
@@ -190,11 +191,11 @@ class MacUnit(wiring.Component):
         wy = max(p, n)  # operand field width: both significands, top-aligned
         win = self._window
 
-        def node(name, expr, shape=None):
+        def node(name, expr):
             """A named signal for a value used several times (keeps the simulator from evaluating
             its expression once per use)."""
             expr = Value.cast(expr)
-            sig = Signal(expr.shape() if shape is None else shape, name=name)
+            sig = Signal(expr.shape(), name=name)
             m.d.comb += sig.eq(expr)
             return sig
 
@@ -210,9 +211,10 @@ class MacUnit(wiring.Component):
 
         # X: the operand with the larger top (acc on a tie or when the addend is 0); Y: the other,
         # d places lower. A zero or subnormal acc sits at top 2, on the smallest ulp.
-        b_big = node("b_big", b.sig.any() & (b_top > a_top))
+        diff = node("diff", a_top - b_top)
+        b_big = node("b_big", b.sig.any() & diff[-1])
         top = node("top", Mux(b_big, b_top, a_top))
-        d = Mux(b_big, b_top - a_top, a_top - b_top)  # < 0 only if Y is a zero addend
+        d = Mux(b_big, -diff, diff)  # < 0 only if Y is a zero addend
         x_field = Mux(b_big, b_sig << (wy - n), a_sig << (wy - p))
         y_field = Mux(b_big, a_sig << (wy - p), b_sig << (wy - n))
         x_sign = Mux(b_big, b.sign, acc.sign)
@@ -252,11 +254,12 @@ class MacUnit(wiring.Component):
         else:
             inc = Const(0, 1)
 
-        # Code magnitude = (e_top - 1) << man + significand + inc: the hidden bit carries into
-        # the exponent field, a subnormal has e_top = 1, and a rounding carry renormalizes.
+        # Code magnitude = exponent field, significand + inc: the field is e_top for a normal
+        # significand and 0 for a subnormal or zero one; a rounding carry out of the significand
+        # carries into the field, which is exactly renormalization (and subnormal to normal).
         top_max = max(fmt.exp_field_max + 1, (1 << (len(b.exp) - 1)) - 1 + n + fmt.bias)
-        e_field = Mux(mag_zero, 0, (e_top - 1)[:max(1, (top_max - 1).bit_length())])
-        magnitude = node("magnitude", Cat(Const(0, man), e_field) + kept + inc)
+        e_field = Mux(kept[man], e_top[:top_max.bit_length()], 0)  # e_top is in 1..top_max
+        magnitude = node("magnitude", Cat(kept[:man], e_field) + inc)
         overflow = magnitude > fmt.max_code
         if not fmt.subnormals:
             magnitude = Mux(magnitude[man:].any(), magnitude, 0)
