@@ -7,9 +7,12 @@ round-to-nearest stops growing once the accumulator's ulp exceeds twice the prod
 
 Every FP16 result here is the golden model's: a length-``n`` dot product is one output of
 :func:`~fp8mac.model.gemm.mac_gemm` with ``M x K x N = trials x n x 1`` on an ``8 x 1`` array, so
-each value is bit for bit what the hardware computes. Several lengths share one ``mac_gemm``
-call: a row of length ``n < K`` is padded with zero products, which leave every accumulator
-unchanged (adding an exact zero is exact under every rounding). The FP32 baseline is the
+each value is bit for bit what the hardware computes. All lengths share one ``mac_gemm`` call
+(its cost is mostly per K step): a row of length ``n < K`` holds its products in a chunk-aligned
+window and zero products elsewhere, which leave every accumulator unchanged (adding an exact zero
+is exact under every rounding; tests/test_studies.py checks each row against its own unpadded
+``mac_gemm``). Short rows get disjoint windows of the shared ``b`` column, so their trials are
+independent; the longest rows share it. The FP32 baseline is the
 sequential float32 sum of the same exact FP8 products (``numpy.cumsum``, strictly left to
 right), which equals ``mac_gemm`` with an ``fp32`` accumulator (tests/test_studies.py checks
 this).
@@ -51,6 +54,7 @@ DEFAULT = dict(lengths=tuple(1 << e for e in range(4, 17)), trials=32, chunks=(1
 QUICK = dict(lengths=tuple(1 << e for e in range(4, 15)), trials=8, chunks=(64,),
              stochastic=False)
 """``--quick`` size (tests): lengths 2^4 .. 2^14, 8 trials, chunk 64 only, no stochastic runs."""
+
 
 def check_lengths(lengths) -> tuple[int, ...]:
     """Validate dot-product lengths: integers in 1..2**20, sorted and unique on return."""
@@ -197,7 +201,7 @@ def draw_operands(lengths, trials, distribution="halfnormal", in_format="fp8_e5m
     fin = format_by_name(in_format, "in_format")
     rng = np.random.default_rng(check_seed(seed))
     groups = []
-    for lens in (lengths,):  # one mac_gemm call: its cost is mostly per K step
+    for lens in (lengths,):  # one group: one mac_gemm call per method
         b = fin.encode(_draw(rng, distribution, lens[-1]))
         parts = [fin.encode(_draw(rng, distribution, (trials, n))) for n in lens]
         offsets = [_offsets(n, lens[-1], trials, align) for n in lens]
