@@ -1,4 +1,4 @@
-"""Stream harnesses that put the arithmetic blocks on Icarus and Verilator, and the calls that run them.
+"""Stream harnesses that put the arithmetic blocks on Icarus and Verilator, and how to run them.
 
 The blocks of ``fp8mac.hw`` (``FloatMultiplier``, ``MacUnit``, ``FloatAdder``: combinational;
 ``Lfsr``: one register) are simulated behind AXI4-Stream ports, so the shared stream driver, sink

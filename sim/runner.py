@@ -1,4 +1,4 @@
-"""Build Verilog and run a cocotb test module on Icarus or Verilator: the pytest side of every bench.
+"""Build Verilog and run a cocotb test module on Icarus or Verilator: the pytest side of a bench.
 
 One call, :func:`build_and_test`, does what every test file needs:
 
@@ -53,8 +53,10 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", 
                   "--x-initial", "fast", "-CFLAGS", "-O2")
 """Verilator options: Amaranth's Verilog is lint-clean for synthesis but not for Verilator's
 width and style checks (``-Wno-fatal``, and the two lint classes silenced so that real warnings
-stand out); ``-O3`` and ``-CFLAGS -O2`` trade a few seconds of build time for simulation speed;
-X assignment and initial values are irrelevant for two-state Amaranth designs."""
+stand out; ``fp8mac.hw.lint`` is where the Verilog is linted); ``-O3``, ``-CFLAGS -O2`` and fast X
+handling optimize the C++ model (X values cannot arise in two-state Amaranth designs). On the
+arithmetic harnesses cocotb's Python side dominates and the flags change the rate by less than
+the run-to-run noise; their share grows with the array size."""
 
 SEED_ENV = "FP8MAC_SEED"
 METRICS_ENV = "FP8MAC_METRICS"
@@ -170,11 +172,12 @@ def write_verilog(text: str, path) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path):
-    """Hold an exclusive lock on ``directory`` (pytest-xdist workers may share a build)."""
+def _locked(directory: Path, shared: bool = False):
+    """Hold a lock on ``directory``: exclusive to build or run in it, shared to use a build
+    (pytest-xdist workers and concurrent sessions may share a build directory)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -213,10 +216,10 @@ def _build_key(sim, sources, top, build_args, parameters, waves) -> str:
     digest = hashlib.sha256()
     for source in sources:
         digest.update(source.read_bytes())
+    tool = require("verilator" if sim == "verilator" else "iverilog")
     digest.update(json.dumps([sim, [str(s) for s in sources], top, list(build_args),
                               {k: str(v) for k, v in sorted(parameters.items())}, waves,
-                              TIMESCALE, require("verilator" if sim == "verilator" else "iverilog")])
-                  .encode())
+                              TIMESCALE, tool]).encode())
     return digest.hexdigest()
 
 
@@ -334,9 +337,9 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
             objcache = {"OBJCACHE": f"{sys.executable} -m fp8mac.sim.objcache"}
             try:
                 with _environ(objcache if sim == "verilator" else {}):
-                    runner.build(sources=[_tagged(s) for s in sources], hdl_toplevel=top, build_dir=build_dir,
-                                 parameters=parameters, build_args=args, timescale=TIMESCALE,
-                                 waves=waves, always=True)
+                    runner.build(sources=[_tagged(s) for s in sources], hdl_toplevel=top,
+                                 build_dir=build_dir, parameters=parameters, build_args=args,
+                                 timescale=TIMESCALE, waves=waves, always=True)
             except (RuntimeError, SystemExit) as exc:
                 raise SimulationFailed(f"{sim} build of {top} failed ({exc}); see the log above"
                                        ) from None
@@ -353,7 +356,6 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     test_dir.mkdir(parents=True, exist_ok=True)
     results_xml = test_dir / "results.xml"
     metrics_json = test_dir / "metrics.json"
-    metrics_json.unlink(missing_ok=True)
     env = {SEED_ENV: str(seed), METRICS_ENV: str(metrics_json)}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     wave_file = test_dir / f"{top}{wave_suffix}" if waves else None
@@ -364,24 +366,30 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
         else:
             test_args += ["--trace-file", str(wave_file)]
 
-    start = time.perf_counter()
-    crashed = None
-    try:
-        runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=test_dir, test_filter=test_filter, seed=seed,
-                    extra_env=env, waves=waves, parameters=parameters, timescale=TIMESCALE,
-                    results_xml=str(results_xml), plusargs=plusargs, test_args=test_args)
-    except SystemExit as exc:  # cocotb_tools exits when a test fails or the simulator crashes
-        crashed = exc.code
-    test_seconds = time.perf_counter() - start
+    # The build must not change under the run, and two runs of one test must not share files.
+    with _locked(build_dir, shared=True), _locked(test_dir):
+        results_xml.unlink(missing_ok=True)
+        metrics_json.unlink(missing_ok=True)
+        start = time.perf_counter()
+        crashed = None
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        build_dir=build_dir, test_dir=test_dir, test_filter=test_filter,
+                        seed=seed, extra_env=env, waves=waves, parameters=parameters,
+                        timescale=TIMESCALE, results_xml=str(results_xml), plusargs=plusargs,
+                        test_args=test_args)
+        except SystemExit as exc:  # cocotb_tools exits when a test fails or the simulator crashes
+            crashed = exc.code
+        test_seconds = time.perf_counter() - start
+        tests, failed = _failures(results_xml) if results_xml.is_file() else (None, None)
+        metrics = json.loads(metrics_json.read_text()) if metrics_json.is_file() else {}
     if wave_file is not None:
         print(f"waves: {wave_file}", flush=True)
 
     rerun = f"rerun with {SEED_ENV}={seed}"
-    if not results_xml.is_file():
+    if tests is None:
         raise SimulationFailed(f"{sim}: simulation of {top} ended without results (exit status "
                                f"{crashed}); {rerun}; see the log above")
-    tests, failed = _failures(results_xml)
     if failed:
         raise SimulationFailed(f"{sim}: {len(failed)} of {tests} cocotb tests failed ({rerun}):\n  "
                                + "\n  ".join(failed))
@@ -390,6 +398,5 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     if expect_tests is None and tests == 0 or expect_tests is not None and tests != expect_tests:
         raise SimulationFailed(f"{sim}: {tests} cocotb tests ran in {test_module}, expected "
                                f"{expect_tests if expect_tests is not None else 'at least 1'}")
-    metrics = json.loads(metrics_json.read_text()) if metrics_json.is_file() else {}
     return SimResults(sim, seed, tests, 0, results_xml, wave_file, metrics, build_seconds,
                       test_seconds)

@@ -14,7 +14,7 @@ from fp8mac.sim.arith_harness import arith_harness, run_arith, run_harness
 from fp8mac.sim.runner import SimulationFailed
 
 MAC_CASES = {"verilator": 100_000, "icarus": 5_000}
-ADDER_CASES = {"verilator": 10_000, "icarus": 1_000}
+ADDER_CASES = {"verilator": 10_000}  # FloatAdder shares MacUnit's code: Verilator only
 ROUNDINGS = {"nearest": None, "stochastic": 8}  # rounding: random bits
 
 

@@ -13,7 +13,8 @@ import pytest
 from fp8mac.hw.emit import emit_verilog
 from fp8mac.sim import runner
 from fp8mac.sim.pause import PAUSES, pause_generator
-from fp8mac.sim.runner import SIMULATORS, SimulationFailed, build_and_test, build_root, write_verilog
+from fp8mac.sim.runner import (SIMULATORS, SimulationFailed, build_and_test, build_root,
+                               write_verilog)
 from fp8mac.sim.scoreboard import Scoreboard, ScoreboardMismatch, describe_code
 from fp8mac.sim.selftest_dut import RegisterSlice
 from fp8mac.sim.tools import ToolMissing
@@ -41,8 +42,8 @@ def test_stream_selftest(sim, slice_verilog):
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_failing_cocotb_test_fails(sim, slice_verilog):
-    with pytest.raises(SimulationFailed, match=r"1 of 1 cocotb tests failed.*\n"
-                                               r"  deliberate_failure: m_axis: beat 0 of 10 differs"):
+    expected = r"1 of 1 cocotb tests failed.*\n  deliberate_failure: m_axis: beat 0 of 10 differs"
+    with pytest.raises(SimulationFailed, match=expected):
         build_and_test([slice_verilog], TOP, MODULE, sim=sim, name="selftest",
                        testcase="deliberate_failure")
 
