@@ -24,7 +24,18 @@ from .runner import build_root
 from .tools import verilator_root
 
 
+def _with_pch_include(argv: list[str]) -> list[str]:
+    """``argv`` with ``-include`` before a bare precompiled-header argument (see above)."""
+    out = []
+    for arg in argv:
+        if arg.endswith(("__pch.h.fast", "__pch.h.slow")) and (not out or out[-1] != "-include"):
+            out.append("-include")
+        out.append(arg)
+    return out
+
+
 def _cached_compile(argv: list[str]) -> int:
+    argv = _with_pch_include(argv)
     root = verilator_root()
     try:
         out = Path(argv[argv.index("-o") + 1])
