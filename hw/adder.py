@@ -78,7 +78,8 @@ class MacUnit(wiring.Component):
 
     Combinational: latency 0 cycles.
 
-    Datapath: the addend's significand is normalized (leading-zero count, left shift); the
+    Datapath: the addend's significand is normalized (leading-zero count, left shift; not needed
+    for a ``canonical_addend``); the
     operand with the larger top bit, X, is placed at the top of a window of ``window`` bits; the
     other, Y, is shifted right into it, bits falling out of the window ORed into a sticky bit,
     which borrows from the window's last bit in a subtraction (so the window holds the floor of
@@ -97,9 +98,9 @@ class MacUnit(wiring.Component):
     * If ``d >= 2`` and X is normalized (top bit T - 1), ``|sum| > 2**(T-1) - 2**(T-2)``, so the
       result's top is at least T - 2 and its ulp at least ``T - 2 - (p - 1)``; the window reaches
       ``T - window <= T - p - 1 - k``: ``k`` bits below the lowest possible ulp.
-    * An accumulator that is zero or subnormal (not normalized) has its top at ``emin + 1`` and
-      its last bit on the smallest ulp ``emin - (p - 1)``; the window reaches ``k + 1`` bits
-      lower, and no result ulp is smaller.
+    * An accumulator (or canonical addend) that is zero or subnormal, so not normalized, has its
+      top at ``emin + 1`` and its last bit on the smallest ulp ``emin - (p - 1)``; the window
+      reaches ``k + 1`` bits lower, and no result ulp is smaller.
 
     For the default (fp16_ibm, p = 10) that is 12 bits for ``nearest`` and 19 for ``stochastic``
     with 8 random bits: not the model's 60-bit software window.
@@ -113,6 +114,11 @@ class MacUnit(wiring.Component):
     rounding : {"nearest", "stochastic", "zero"}
     rbits : int, optional
         Random bits per stochastic rounding, 1..32; required for (and only used by) ``stochastic``.
+    canonical_addend : bool, optional
+        The addend is always an ``acc_format`` value as :func:`~fp8mac.hw.formats.unpack` gives it
+        (``addend_layout`` must be ``format_unpacked_layout(acc_format)``): its significand has
+        leading zeros only on the smallest ulp, so the addend normalizer is left out. Any other
+        addend would then give wrong results. Default False.
 
     Members
     -------
@@ -128,22 +134,31 @@ class MacUnit(wiring.Component):
     Raises
     ------
     ValueError
-        On an unknown format, an addend layout that is not an unpacked layout, an unknown
-        rounding, or a missing or out-of-range ``rbits``; the message names the parameter.
+        On an unknown format, an addend layout that is not an unpacked layout (or not the
+        format's, with ``canonical_addend``), an unknown rounding, or a missing or out-of-range
+        ``rbits``; the message names the parameter.
     """
 
-    def __init__(self, acc_format, addend_layout, rounding="nearest", rbits=None):
+    def __init__(self, acc_format, addend_layout, rounding="nearest", rbits=None, *,
+                 canonical_addend=False):
         try:
             self._acc_format = format_by_name(acc_format, "acc_format")
             if not is_unpacked_layout(addend_layout):
                 raise ValueError("addend_layout must be an unpacked_layout(sig_width, exp_width) "
                                  f"from fp8mac.hw.formats, not {addend_layout!r}")
             self._rbits = _check_rounding(rounding, rbits)
+            if not isinstance(canonical_addend, bool):
+                raise ValueError(f"canonical_addend must be True or False, not {canonical_addend!r}")
+            if canonical_addend and addend_layout != format_unpacked_layout(self._acc_format):
+                raise ValueError("canonical_addend=True needs addend_layout = "
+                                 f"format_unpacked_layout({self._acc_format.label}), "
+                                 f"not {addend_layout!r}")
         except ValueError:
             self._MustUse__silence = True  # not built, so not "created but never used"
             raise
         self._addend_layout = addend_layout
         self._rounding = rounding
+        self._canonical_addend = bool(canonical_addend)
         self._window = alignment_window(self._acc_format.precision, addend_layout["sig"].width,
                                         rounding, self._rbits)
         width = self._acc_format.width
@@ -179,6 +194,10 @@ class MacUnit(wiring.Component):
         return self._rbits
 
     @property
+    def canonical_addend(self) -> bool:
+        return self._canonical_addend
+
+    @property
     def window(self) -> int:
         """Alignment window: bits kept below the larger operand's top (see the class docstring)."""
         return self._window
@@ -205,9 +224,13 @@ class MacUnit(wiring.Component):
         a_nan, a_inf, a_sig = acc.is_nan(), acc.is_inf(), acc.significand()
         a_top = Mux(acc.exponent == 0, 2, acc.exponent + 1)
         b = self.addend
-        b_lz = count_leading_zeros(b.sig)
-        b_sig = (b.sig << b_lz)[:n]  # normalized; 0 stays 0
-        b_top = b.exp + (n + fmt.bias) - b_lz
+        if self._canonical_addend:  # an acc_format value: unnormalized only on the smallest ulp
+            b_sig = b.sig
+            b_top = b.exp + (n + fmt.bias)
+        else:
+            b_lz = count_leading_zeros(b.sig)
+            b_sig = (b.sig << b_lz)[:n]  # normalized; 0 stays 0
+            b_top = b.exp + (n + fmt.bias) - b_lz
 
         # X: the operand with the larger top (acc on a tie or when the addend is 0); Y: the other,
         # d places lower. A zero or subnormal acc sits at top 2, on the smallest ulp.
@@ -287,7 +310,8 @@ class MacUnit(wiring.Component):
 
 
 class FloatAdder(wiring.Component):
-    """``result = round(a + b)`` in one format: a :class:`MacUnit` whose addend is ``b`` unpacked.
+    """``result = round(a + b)`` in one format: a :class:`MacUnit` whose addend is ``b`` unpacked
+    (a canonical addend: no addend normalizer).
 
     Bit for bit the model's :func:`~fp8mac.model.arith.fp_add`. Combinational: latency 0 cycles.
 
@@ -342,7 +366,7 @@ class FloatAdder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.mac = mac = MacUnit(self._format, format_unpacked_layout(self._format),
-                                         self._rounding, self._rbits)
+                                         self._rounding, self._rbits, canonical_addend=True)
         m.d.comb += [mac.acc.eq(self.a), mac.addend.eq(unpack(self._format, self.b)),
                      self.result.eq(mac.result)]
         if self._rounding == "stochastic":

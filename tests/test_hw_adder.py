@@ -339,6 +339,12 @@ def add_cases(fmt, rng):
     y, ok = with_top(fmt, top + d, rng)
     a.append(x[ok])
     b.append(y[ok])
+    # Subnormals and the smallest normals against each other (exponent fields 0..3).
+    k = 200 * SCALE
+    small = [rng.integers(0, 4 << fmt.man_bits, k) | rng.integers(0, 2, k) << (fmt.width - 1)
+             for _ in range(2)]
+    a.append(small[0])
+    b.append(small[1])
     # Cancellation.
     x = finite_codes(fmt, rng, 100 * SCALE)
     y = x ^ (1 << (fmt.width - 1))
@@ -415,6 +421,8 @@ def test_count_leading_zeros(width):
     (lambda: FloatAdder("fp16_ibm", "even"), "rounding"),
     (lambda: FloatAdder("fp16_ibm", "stochastic", None), "rbits"),
     (lambda: FloatAdder("half"), "fmt"),
+    (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), canonical_addend=True), "canonical_addend"),
+    (lambda: MacUnit("fp16_ibm", unpacked_layout(10, 7), canonical_addend=1), "canonical_addend"),
 ])
 def test_bad_parameters(build, name):
     with pytest.raises(ValueError, match=f"^{name}"):
