@@ -11,6 +11,12 @@ their values from before the edge (the values the DUT's flip-flops sample), so a
 transferred exactly when ``tvalid`` and ``tready`` were both high before that edge; then it
 writes its outputs for the next cycle. Signals are written only when they change.
 
+:class:`Lockstep` runs the per-cycle work of several components from one coroutine (one
+``await`` per clock edge for all of them instead of one each): a cocotb bench's cycle rate is
+limited by Python's cost per cycle, much of it the cost of each coroutine resumed, so a bench
+that drives several streams every cycle runs faster that way (the MAC array's A, B and result
+streams on a 2 x 4 array in Verilator: 50k instead of 41k cycles per second).
+
 Idle and backpressure cycles come from a pause generator (:mod:`fp8mac.sim.pause`). A driver
 pauses only between beats: once ``tvalid`` is high it stays high with ``tdata`` stable until the
 beat is taken, as AXI4-Stream requires.
@@ -26,7 +32,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event
 
-__all__ = ["StreamDriver", "StreamMonitor", "StreamSink", "start_clock", "reset"]
+__all__ = ["StreamDriver", "StreamMonitor", "StreamSink", "Lockstep", "start_clock", "reset"]
 
 
 def start_clock(dut, period_ns: int = 10, clk: str = "clk"):
@@ -87,6 +93,8 @@ class StreamDriver:
         self._queue: deque[tuple[int, int]] = deque()
         self._pause: Iterator[bool] = itertools.repeat(False) if pause is None else iter(pause)
         self._busy = False  # a beat is on the bus (tvalid high)
+        self._valid_out = False  # what tvalid shows now
+        self._last_out = 0  # what tlast shows now
         self._wake = Event()
         self._idle = Event()
         self._idle.set()
@@ -137,32 +145,35 @@ class StreamDriver:
         """Stop driving (the bus keeps its last values)."""
         self._task.cancel()
 
+    def _cycle(self):
+        """At a clock edge: count the beat taken at it, then offer the next one."""
+        if self._busy and self._tready.value:  # the beat on the bus was taken at this edge
+            self.sent += 1
+            self._busy = False
+        paused = next(self._pause)
+        queue = self._queue
+        if not self._busy and queue and not paused:
+            data, last = queue.popleft()
+            self._tdata.value = data
+            if self._tlast is not None and last != self._last_out:
+                self._tlast.value = last
+                self._last_out = last
+            self._busy = True
+        if self._busy != self._valid_out:
+            self._tvalid.value = self._busy
+            self._valid_out = self._busy
+        if not self._busy and not queue:
+            self._idle.set()
+
     async def _run(self):
         edge = self._clk.rising_edge
-        queue, tdata, tvalid, tready, tlast = (self._queue, self._tdata, self._tvalid,
-                                               self._tready, self._tlast)
-        valid_out = False  # what tvalid shows now
-        last_out = 0  # what tlast shows now
         while True:
-            if not self._busy and not queue:  # nothing to do: sleep until send_nowait()
+            if not self._busy and not self._queue:  # nothing to do: sleep until send_nowait()
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
             await edge
-            if self._busy and tready.value:  # the beat on the bus was taken at this edge
-                self.sent += 1
-                self._busy = False
-            paused = next(self._pause)
-            if not self._busy and queue and not paused:
-                data, last = queue.popleft()
-                tdata.value = data
-                if tlast is not None and last != last_out:
-                    tlast.value = last
-                    last_out = last
-                self._busy = True
-            if self._busy != valid_out:
-                tvalid.value = self._busy
-                valid_out = self._busy
+            self._cycle()
 
 
 class StreamMonitor:
@@ -252,14 +263,18 @@ class StreamMonitor:
         if self.cycles == self._deadline:
             self._reached.set()
 
+    def _cycle(self):
+        """At a clock edge: take the beat transferred at it, if any."""
+        self._tick()
+        if self._tvalid.value and self._tready.value:
+            tlast = self._tlast
+            self._beat(self._tdata.value.to_unsigned(), 0 if tlast is None else int(tlast.value))
+
     async def _run(self):
         edge = self._clk.rising_edge
-        tdata, tvalid, tready, tlast = self._tdata, self._tvalid, self._tready, self._tlast
         while True:
             await edge
-            self._tick()
-            if tvalid.value and tready.value:
-                self._beat(tdata.value.to_unsigned(), 0 if tlast is None else int(tlast.value))
+            self._cycle()
 
 
 class StreamSink(StreamMonitor):
@@ -277,6 +292,7 @@ class StreamSink(StreamMonitor):
     def __init__(self, dut, prefix: str, clk=None, *, pause: Iterable[bool] | None = None,
                  callback: Callable[[int, int], None] | None = None):
         self._pause: Iterator[bool] = itertools.repeat(False) if pause is None else iter(pause)
+        self._ready = False  # what tready shows now
         super().__init__(dut, prefix, clk, callback=callback)
         self._tready.value = 0
 
@@ -284,15 +300,47 @@ class StreamSink(StreamMonitor):
         """Use ``pause`` from the next cycle on (``None``: always ready)."""
         self._pause = itertools.repeat(False) if pause is None else iter(pause)
 
-    async def _run(self):
-        edge = self._clk.rising_edge
-        tdata, tvalid, tready, tlast = self._tdata, self._tvalid, self._tready, self._tlast
-        ready = False  # what tready shows now
+    def _cycle(self):
+        """At a clock edge: take the beat transferred at it, then set ``tready`` for the next."""
+        self._tick()
+        if self._ready and self._tvalid.value:
+            tlast = self._tlast
+            self._beat(self._tdata.value.to_unsigned(), 0 if tlast is None else int(tlast.value))
+        if next(self._pause) == self._ready:  # paused and ready, or free and not ready: flip
+            self._ready = not self._ready
+            self._tready.value = self._ready
+
+
+class Lockstep:
+    """Runs the per-cycle work of several drivers, sinks and monitors from one coroutine.
+
+    Each component otherwise resumes its own coroutine at every clock edge; here one coroutine
+    awaits the edge and steps them all, in the order given (which does not matter: each reads the
+    values from before the edge and its writes take effect after it). The components keep their
+    whole interface (``send``, ``wait``, ``wait_for``, pause generators, callbacks); their own
+    loops are stopped. Stop the group with :meth:`stop`.
+
+    Parameters
+    ----------
+    clk : cocotb handle
+        The clock.
+    *components : StreamDriver, StreamSink or StreamMonitor
+    """
+
+    def __init__(self, clk, *components):
+        for component in components:
+            component.stop()
+        self._components = components
+        self._task = cocotb.start_soon(self._run(clk))
+
+    def stop(self):
+        """Stop stepping the components (their outputs keep their last values)."""
+        self._task.cancel()
+
+    async def _run(self, clk):
+        edge = clk.rising_edge
+        cycles = tuple(component._cycle for component in self._components)
         while True:
             await edge
-            self._tick()
-            if ready and tvalid.value:
-                self._beat(tdata.value.to_unsigned(), 0 if tlast is None else int(tlast.value))
-            if next(self._pause) == ready:  # paused and ready, or free and not ready: flip
-                ready = not ready
-                tready.value = ready
+            for cycle in cycles:
+                cycle()
