@@ -40,8 +40,8 @@ from xml.etree import ElementTree
 
 from .tools import apply_tool_env, require
 
-__all__ = ["SIMULATORS", "VERILATOR_ARGS", "TIMESCALE", "SimulationFailed", "SimResults",
-           "build_root", "default_sim", "test_seed", "record_metric", "write_verilog",
+__all__ = ["SIMULATORS", "VERILATOR_ARGS", "ICARUS_ARGS", "TIMESCALE", "SimulationFailed",
+           "SimResults", "build_root", "default_sim", "test_seed", "record_metric", "write_verilog",
            "build_and_test"]
 
 SIMULATORS = ("icarus", "verilator")
@@ -57,6 +57,14 @@ stand out; ``fp8mac.hw.lint`` is where the Verilog is linted); ``-O3``, ``-CFLAG
 handling optimize the C++ model (X values cannot arise in two-state Amaranth designs). On the
 arithmetic harnesses cocotb's Python side dominates and the flags change the rate by less than
 the run-to-run noise; their share grows with the array size."""
+
+ICARUS_ARGS = ("-g2005",)
+"""Icarus options: Verilog-2005 semantics (after cocotb's ``-g2012``; the later flag wins).
+Amaranth's Verilog (Yosys' ``write_verilog``) makes every ``always @*`` block run at time 0 by
+reading a dummy register declared ``= 0``; under ``-g2012`` Icarus applies declaration
+initializers without an event, so a combinational output whose inputs are all registers stays X
+until one of them changes (the MAC array's ``m_axis_c_tvalid`` until its first result).
+:func:`_icarus_runner` supplies the Verilog-2005 wave-dump module this needs."""
 
 SEED_ENV = "FP8MAC_SEED"
 METRICS_ENV = "FP8MAC_METRICS"
@@ -212,6 +220,29 @@ def _tagged(source: Path):
     return VerilatorControlFile(source) if source.suffix == ".vlt" else source
 
 
+def _icarus_runner():
+    """cocotb's Icarus runner, its wave-dump module written in Verilog-2005 (cocotb's declares a
+    SystemVerilog ``string``, which :data:`ICARUS_ARGS` rejects)."""
+    from cocotb_tools.runner import Icarus
+
+    class Icarus2005(Icarus):
+        def _create_iverilog_dump_file(self):
+            default = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace('"', '\\"')
+            self.iverilog_dump_file.write_text(
+                "module cocotb_iverilog_dump();\n"
+                "reg [8*4096-1:0] dumpfile_path;\n"
+                "initial begin\n"
+                '    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))\n'
+                "        $dumpfile(dumpfile_path);\n"
+                "    else\n"
+                f'        $dumpfile("{default}");\n'
+                f"    $dumpvars(0, {self.hdl_toplevel});\n"
+                "end\n"
+                "endmodule\n")
+
+    return Icarus2005()
+
+
 def _build_key(sim, sources, top, build_args, parameters, waves) -> str:
     digest = hashlib.sha256()
     for source in sources:
@@ -308,7 +339,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     if build_dir is None:
         build_dir = build_root() / "sim" / (name or top) / (sim + ("-waves" if waves else ""))
     build_dir = Path(build_dir).resolve()
-    args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    args = list(VERILATOR_ARGS) if sim == "verilator" else list(ICARUS_ARGS)
     if sim == "verilator" and not internals:
         build_dir.mkdir(parents=True, exist_ok=True)
         sources.insert(0, write_verilog(
@@ -325,7 +356,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
                   "recording VCD instead", flush=True)
     args += list(build_args)
 
-    runner = get_runner(sim)
+    runner = _icarus_runner() if sim == "icarus" else get_runner(sim)
     build_seconds = 0.0
     with _locked(build_dir):
         key = _build_key(sim, sources, top, args, parameters, waves)
