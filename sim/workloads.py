@@ -1,0 +1,231 @@
+"""The GEMMs the cocotb regressions stream through the generated array, by name.
+
+Every workload is a :class:`~fp8mac.model.layers.LayerGemm`: FP8 operand codes, plus the FP32
+references its error is measured against (FP32 accumulation of the same FP8 operands, and FP32 on
+the unquantized operands). The codes the hardware must produce always come from
+:func:`~fp8mac.model.gemm.mac_gemm`; nothing here depends on the hardware.
+
+Workloads (``WORKLOADS``; ``size`` is ``"quick"`` or ``"full"``):
+
+* ``mlp.fc1.forward``, ``mlp.fc2.forward`` (Y = X W), ``mlp.fc2.backward`` (dX = dY W^T),
+  ``mlp.fc1.weight_grad``, ``mlp.fc2.weight_grad`` (dW = X^T dY, K = the batch): one training
+  step of the digits MLP (:mod:`fp8mac.model.workloads`, trained in FP32), quantized to FP8 by
+  :func:`fp8mac.model.layers.gemm_layer` (per-tensor power-of-two scales);
+* ``conv.im2col``: a 3x3 convolution over digits images through im2col
+  (:func:`fp8mac.model.layers.conv2d_forward`);
+* ``random``: codes drawn uniformly from the finite codes below the layer helpers' operand
+  ceiling (all exponents, subnormals, both signs), M and N not multiples of the array shape and K
+  not a multiple of the chunk;
+* ``corners``: random codes mixed with the corner codes of the input format (zeros of both signs,
+  the smallest and largest subnormals, the smallest normal, one, the largest finite value, and,
+  where the format has them, infinities and NaNs), with products that overflow the accumulator;
+* ``k1``: K = 1 (one product per output, one chunk), ragged M and N.
+
+Random operands and the MLP batch come from ``seed``; the MLP itself is trained once per process
+with a fixed seed (training is deterministic, so every run sees the same network).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from fp8mac.model.config import MacConfig
+from fp8mac.model.formats import FloatFormat
+from fp8mac.model.gemm import mac_gemm
+from fp8mac.model.layers import LayerGemm, conv2d_forward, gemm_layer, operand_top_exp
+from fp8mac.model.workloads import digits_conv_operands, digits_mlp_gemms, train_digits_mlp
+
+__all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "build_workload", "code_gemm", "corner_codes",
+           "errors", "error_table", "plain_config"]
+
+SIZES = {
+    # MLP batch, conv images and filters, random GEMMs' extra rows/cols beyond whole tiles
+    "quick": dict(batch=8, conv_images=1, conv_filters=4, tiles=(1, 1)),
+    "full": dict(batch=32, conv_images=4, conv_filters=6, tiles=(3, 2)),
+}
+"""Workload sizes: ``quick`` for ``make test``, ``full`` for ``make regress``."""
+
+_MLP_KEYS = ("fc1.forward", "fc2.forward", "fc2.backward", "fc1.weight_grad", "fc2.weight_grad")
+_FORMULAS = {"forward": "Y=XW", "backward": "dX=dY.W^T", "weight_grad": "dW=X^T.dY"}
+
+
+@functools.cache
+def _trained_mlp():
+    return train_digits_mlp(seed=0)
+
+
+def _check_size(size):
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    return SIZES[size]
+
+
+def _mlp(key):
+    def build(config, rng, size):
+        mlp, (_, _, x_test, y_test) = _trained_mlp()
+        batch = rng.choice(len(x_test), _check_size(size)["batch"], replace=False)
+        a, b = digits_mlp_gemms(mlp, x_test[batch], y_test[batch])[key]
+        return gemm_layer(f"mlp.{key} {_FORMULAS[key.split('.')[1]]}", a, b, config)
+    return build
+
+
+def _conv(config, rng, size):
+    s = _check_size(size)
+    x, w = digits_conv_operands(n_images=s["conv_images"], filters=s["conv_filters"],
+                                seed=int(rng.integers(1 << 31)))
+    layer = conv2d_forward(x, w, config, stride=1, padding=1)
+    layer.name = "conv.im2col 3x3"
+    return layer
+
+
+def code_gemm(name: str, a_codes, b_codes, config: MacConfig) -> LayerGemm:
+    """A :class:`LayerGemm` of operands given as codes (scales 1; the FP32 references are both
+    FP32 GEMMs of the decoded codes, so only accumulation error shows)."""
+    fin = config.in_format
+    a_codes = np.asarray(a_codes, dtype=np.int64)
+    b_codes = np.asarray(b_codes, dtype=np.int64)
+    codes = mac_gemm(a_codes, b_codes, config)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fp32 = (fin.decode(a_codes).astype(np.float32) @ fin.decode(b_codes).astype(np.float32))
+    fp32 = fp32.astype(np.float64)
+    return LayerGemm(name, a_codes, b_codes, 1.0, 1.0, codes, config.acc_format.decode(codes),
+                     fp32, fp32.copy())
+
+
+def _ragged_shape(config: MacConfig, size: str) -> tuple[int, int, int]:
+    """(M, K, N): M, N not multiples of the array shape (when it is > 1), K not a multiple of the
+    chunk (and more than one chunk when chunking is on)."""
+    extra_r, extra_c = _check_size(size)["tiles"]
+    m = extra_r * config.rows + max(config.rows - 1, 1)
+    n = extra_c * config.cols + max(config.cols - 1, 1)
+    chunk = config.chunk or 16
+    k = chunk + max(chunk // 2, 1) + (chunk if size == "full" else 0)
+    if chunk > 1 and k % chunk == 0:
+        k += 1
+    return m, k, n
+
+
+def _finite_codes_below(fmt: FloatFormat, top_exp: int) -> np.ndarray:
+    codes = np.arange(1 << fmt.width)
+    v = fmt.decode(codes)
+    return codes[np.isfinite(v) & (np.abs(v) < 2.0**top_exp)]
+
+
+def _random(config, rng, size):
+    m, k, n = _ragged_shape(config, size)
+    pool = _finite_codes_below(config.in_format, operand_top_exp(config, k))
+    return code_gemm("random codes", rng.choice(pool, (m, k)), rng.choice(pool, (k, n)), config)
+
+
+def corner_codes(fmt: FloatFormat) -> np.ndarray:
+    """The corner codes of ``fmt``, both signs: zero, smallest and largest subnormal, smallest
+    normal, one, largest finite, and the infinity and NaNs if the format has them."""
+    m, sign = fmt.man_bits, 1 << (fmt.width - 1)
+    mags = [0, 1 << m, fmt.bias << m, fmt.max_code]  # zero, min normal, 1.0, max finite
+    if fmt.subnormals:
+        mags += [1, (1 << m) - 1]
+    if fmt.has_inf:
+        mags += [fmt.inf_code, fmt.nan_code, fmt.inf_code | 1]  # inf, quiet and signalling NaN
+    elif fmt.has_nan:
+        mags.append(fmt.nan_code)
+    mags = np.unique(mags)
+    return np.concatenate([mags, mags | sign])
+
+
+def _corners(config, rng, size):
+    fin = config.in_format
+    m, k, n = _ragged_shape(config, size)
+    k = min(k, 24)  # short dot products: a NaN or infinity does not reach every output
+    corners = corner_codes(fin)
+    special = np.isnan(fin.decode(corners)) | np.isinf(fin.decode(corners))
+    finite_corners, specials = corners[~special], corners[special]
+    finite = _finite_codes_below(fin, fin.emax + 1)
+
+    def operand(shape):
+        u = rng.random(shape)
+        out = rng.choice(finite, shape)
+        out = np.where(u < 0.4, rng.choice(finite_corners, shape), out)
+        if specials.size:
+            out = np.where(u > 0.985, rng.choice(specials, shape), out)
+        return out
+    return code_gemm("corner codes", operand((m, k)), operand((k, n)), config)
+
+
+def _k1(config, rng, size):
+    m, _, n = _ragged_shape(config, size)
+    pool = _finite_codes_below(config.in_format, operand_top_exp(config, 1))
+    return code_gemm("K=1", rng.choice(pool, (m, 1)), rng.choice(pool, (1, n)), config)
+
+
+WORKLOADS = {**{f"mlp.{key}": _mlp(key) for key in _MLP_KEYS},
+             "conv.im2col": _conv, "random": _random, "corners": _corners, "k1": _k1}
+"""Workload name -> builder ``(config, rng, size) -> LayerGemm``."""
+
+QUICK_WORKLOADS = ("mlp.fc1.forward", "mlp.fc2.backward", "mlp.fc2.weight_grad", "conv.im2col",
+                   "random", "corners", "k1")
+"""The workloads of the quick tier (``make test``): every kind, at ``size="quick"``."""
+
+
+def build_workload(name: str, config: MacConfig, seed: int, size: str = "quick") -> LayerGemm:
+    """Workload ``name`` for ``config``; the same (name, config, seed, size) gives the same GEMM.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` or ``size`` is unknown.
+    """
+    if name not in WORKLOADS:
+        raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, not {name!r}")
+    _check_size(size)
+    salt = int.from_bytes(name.encode(), "little") % (1 << 63)
+    return WORKLOADS[name](config, np.random.default_rng([int(seed), salt]), size)
+
+
+def plain_config(config: MacConfig) -> MacConfig:
+    """The baseline the paper beats: the same formats, one plain accumulator (chunking off),
+    round to nearest."""
+    return config.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
+
+
+def errors(layer: LayerGemm, result_codes, config: MacConfig) -> dict[str, float]:
+    """Relative Frobenius errors (as :meth:`LayerGemm.rel_error`) of ``result_codes``, the
+    hardware's results.
+
+    Returns ``vs_fp32_quantized`` (against FP32 accumulation of the same FP8 operands: the
+    accumulation error alone), ``vs_fp32`` (against FP32 on the unquantized operands:
+    quantization plus accumulation) and ``plain_vs_fp32_quantized`` (the golden model's
+    :func:`plain_config` on the same operands, for comparison). NaN where a result or a
+    reference is not finite.
+    """
+    scale = 1.0 / (layer.scale_a * layer.scale_b)
+    plain = mac_gemm(layer.a_codes, layer.b_codes, plain_config(config))
+    out = {}
+    for key, codes, against in (("vs_fp32_quantized", result_codes, "fp32_quantized"),
+                                ("vs_fp32", result_codes, "fp32"),
+                                ("plain_vs_fp32_quantized", plain, "fp32_quantized")):
+        values = config.acc_format.decode(np.asarray(codes)) * scale
+        ref = getattr(layer, against)
+        if not (np.all(np.isfinite(values)) and np.all(np.isfinite(ref))):
+            out[key] = float("nan")
+            continue
+        diff, norm = float(np.linalg.norm(values - ref)), float(np.linalg.norm(ref))
+        out[key] = diff / norm if norm else diff
+    return out
+
+
+def error_table(rows) -> str:
+    """A Markdown table of ``rows``: dicts with ``workload``, ``shape``, ``exact`` and the keys of
+    :func:`errors`."""
+    def fmt(x):
+        return "n/a" if x is None or x != x else f"{x:.2e}"
+    lines = ["| workload | M x K x N | bit-exact | rel. error vs FP32, same FP8 operands | "
+             "same, plain FP16 accumulation (model) | rel. error vs FP32, unquantized |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        errs = [fmt(r.get(key)) for key in ("vs_fp32_quantized", "plain_vs_fp32_quantized",
+                                            "vs_fp32")]
+        lines.append(f"| {r['workload']} | {r['shape']} | {'yes' if r['exact'] else 'NO'} | "
+                     + " | ".join(errs) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""The generated accelerator's Verilog on Icarus and Verilator, bit for bit against mac_gemm.
+
+Each case generates a design with :func:`fp8mac.hw.generate.generate` into ``build/designs/``
+(cached), builds it (cached) and runs the cocotb tests of :mod:`fp8mac.sim.tb_accelerator`:
+layer workloads of the digits MLP (forward, backward, weight gradient), an im2col convolution,
+random and corner-value GEMMs with ragged shapes, under seeded valid/ready pause patterns; faults
+that the checks must catch; a reset in the middle of a tile. Each case prints its error table
+(the hardware's FP8/FP16 results against FP32); run pytest with ``-s`` to see it.
+
+Tiers: the quick one (``make test``) runs two small designs with small workloads on both
+simulators. ``FP8MAC_TIER=full`` (``make regress``) runs more shapes, PE variants and rounding
+modes, every workload at a larger size, ``FP8MAC_SEEDS`` seeds per case (default 3), and the
+throughput measurement on an 8 x 8 array.
+
+Replay: every run prints ``FP8MAC_SEED=<n>  (<sim>, ...)``; ``FP8MAC_SEED=<n>`` replays it (seed
+number r of a case uses ``FP8MAC_SEED + r``, so select ``-k seed0`` to replay any of them with its
+printed seed). ``WAVES=1`` records FST waves and prints their path; ``SIM=icarus`` or
+``SIM=verilator`` runs one simulator only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fp8mac.model.config import MacConfig
+from fp8mac.model.gemm import mac_gemm
+from fp8mac.sim.accel_bench import (MANIFEST_ENV, design_name, ensure_design,
+                                    run_gemm_on_simulator, simulator_throughput)
+from fp8mac.sim.runner import SIMULATORS, SimulationFailed, build_and_test
+from fp8mac.sim.workloads import QUICK_WORKLOADS, WORKLOADS, error_table
+
+TIER = os.environ.get("FP8MAC_TIER", "quick").strip().lower() or "quick"
+if TIER not in ("quick", "full"):
+    raise ValueError(f"FP8MAC_TIER must be quick or full, not {TIER!r}")
+SIMS = (os.environ["SIM"].strip().lower(),) if os.environ.get("SIM", "").strip() else SIMULATORS
+N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
+
+# (id, MacConfig fields). Small arrays keep the Verilator builds short; between them the designs
+# cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, several
+# array shapes and chunk sizes.
+QUICK_DESIGNS = [
+    ("2x4-two-adder-chunk16-outer-sr", dict(rows=2, cols=4, chunk=16)),
+    ("3x2-two-adder-chunk8-inner-sr-outer-nearest",
+     dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
+          seed=7)),
+]
+FULL_DESIGNS = QUICK_DESIGNS + [
+    ("4x4-two-adder-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64)),
+    ("4x2-two-adder-chunk4-nearest", dict(rows=4, cols=2, chunk=4, outer_rounding="nearest")),
+    ("3x5-two-adder-chunk8-both-sr", dict(rows=3, cols=5, chunk=8, inner_rounding="stochastic",
+                                          seed=11)),
+    ("2x2-two-adder-chunk-off", dict(rows=2, cols=2, chunk=None)),
+]
+DESIGNS = QUICK_DESIGNS if TIER == "quick" else FULL_DESIGNS
+
+COCOTB_TESTS = ["workloads", "fault_flipped_bit", "fault_dropped_beat", "reset_mid_tile"]
+"""The cocotb tests of fp8mac.sim.tb_accelerator that every case runs (in one simulation)."""
+
+
+def run_cocotb(sim, config, testcase, seed, **env):
+    """Generate (cached) and build (cached) ``config``'s design and run cocotb tests on it."""
+    design = ensure_design(config)
+    return build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
+                          sim=sim, name=design_name(config), testcase=testcase, seed=seed,
+                          extra_env={MANIFEST_ENV: str(design / "manifest.json"), **env},
+                          expect_tests=len(testcase) if isinstance(testcase, list) else 1)
+
+
+@pytest.mark.parametrize("rep", range(N_SEEDS), ids=[f"seed{r}" for r in range(N_SEEDS)])
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("name,fields", DESIGNS, ids=[d[0] for d in DESIGNS])
+def test_accelerator(name, fields, sim, rep, seed):
+    """Workloads bit for bit, faults caught, reset mid-tile exact; prints the error table."""
+    workloads = QUICK_WORKLOADS if TIER == "quick" else tuple(WORKLOADS)
+    results = run_cocotb(sim, MacConfig(**fields), COCOTB_TESTS, (seed + rep) % 2**32,
+                         FP8MAC_WORKLOADS=",".join(workloads), FP8MAC_SIZE=TIER)
+    rows = results.metrics["workloads"]
+    assert [r["exact"] for r in rows] == [True] * len(workloads)
+    print(f"\n{sim}, {name} (FP8MAC_SEED={results.seed}; build {results.build_seconds:.1f} s, "
+          f"run {results.test_seconds:.1f} s):\n{error_table(rows)}")
+
+
+def test_run_gemm_on_simulator(seed):
+    """The host-side entry point: results equal mac_gemm's, statistics are filled in."""
+    config = MacConfig(**QUICK_DESIGNS[0][1])
+    fin = config.in_format
+    codes = np.arange(1 << fin.width)
+    values = np.abs(fin.decode(codes))
+    pool = codes[np.isfinite(values) & (values < 64)]
+    rng = np.random.default_rng(seed)
+    a, b = rng.choice(pool, (5, 21)), rng.choice(pool, (21, 6))
+    result, stats = run_gemm_on_simulator(config, a, b, sim=SIMS[-1], seed=seed % 2**32,
+                                          pauses=("random", "stalls", "random"))
+    np.testing.assert_array_equal(result, mac_gemm(a, b, config))
+    assert stats["macs"] == 5 * 21 * 6 and stats["tiles"] == 6 and stats["cycles"] >= 6 * 21
+    assert stats["seconds"] > 0 and stats["sim_only_seconds"] > 0
+    assert 0 <= stats["python_share"] <= 1
+
+
+def test_manifest_mismatch_fails(tmp_path):
+    """A manifest that does not describe the Verilog it drives fails the run (port widths)."""
+    config = MacConfig(**QUICK_DESIGNS[0][1])
+    design = ensure_design(config)
+    manifest = json.loads((design / "manifest.json").read_text())
+    port = next(p for p in manifest["ports"] if p["name"] == "m_axis_c_tdata")
+    port["width"] += config.acc_format.width
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SimulationFailed, match="m_axis_c_tdata is .* wide, manifest.json says"):
+        build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
+                       sim=SIMS[0], name=design_name(config), testcase="reset_mid_tile",
+                       extra_env={MANIFEST_ENV: str(tmp_path / "manifest.json")}, seed=1)
+
+
+if TIER == "full":
+    def test_throughput(seed):
+        """Simulated MAC/s of one workload on each simulator, and Python's share of the time,
+        on the default 8 x 8 array."""
+        rows = simulator_throughput(MacConfig(), sims=SIMS, seed=seed % 2**32)
+        for r in rows:
+            print(f"\n{r['sim']}, {r['array']}: {r['cycles']} cycles, "
+                  f"{r['macs_per_second'] / 1e6:.3f} M MAC/s, {r['cycles_per_second']:.0f} "
+                  f"cycles/s, Python {100 * r['python_share']:.0f}% of the time")
+            assert r["macs_per_second"] > 0
