@@ -194,9 +194,20 @@ def mac_cases(acc_fmt, in_fmt, window, rng):
     ok = (code >= 0) & (code < 1 << acc_fmt.width) & ((code >> (acc_fmt.width - 1)) ==
                                                         (target >> (acc_fmt.width - 1)))
     add(code[ok], x[ok], y[ok])
-    # Subnormal (or flushed) accumulators against small products.
-    sub = rng.integers(0, 1 << acc_fmt.man_bits, 100 * SCALE)
+    # Subnormal (or flushed) accumulators against products near the subnormal range (a product
+    # just above the accumulator, of the other sign and with bits below the smallest ulp, takes
+    # the negative-difference-with-sticky path).
+    x = finite_codes(in_fmt, rng, 4000 * SCALE)
+    y = finite_codes(in_fmt, rng, len(x))
+    n = min(len(x), len(y))
+    x, y = x[:n], y[:n]
+    top = product_top(in_fmt, x, y)
+    near = np.flatnonzero((top >= acc_fmt.emin - acc_fmt.man_bits - 4) & (top <= acc_fmt.emin + 2))
+    near = near[:150 * SCALE]
+    sub = rng.integers(0, 1 << acc_fmt.man_bits, len(near))
     sub |= rng.integers(0, 2, len(sub)) << (acc_fmt.width - 1)
+    add(sub, x[near], y[near])
+    sub = rng.integers(0, 1 << acc_fmt.man_bits, 50 * SCALE)
     add(sub, finite_codes(in_fmt, rng, len(sub)), ci[rng.integers(0, len(ci), len(sub))])
     # Uniformly random codes.
     k = 300 * SCALE
@@ -253,7 +264,7 @@ else:
     MAC_CONFIGS = [(acc, inp, r, rb) for acc, inp in [("fp16_ibm", "fp8_e5m2"),
                                                       ("fp16_ibm", "fp8_e4m3")]
                    for r, rb in ROUNDING]
-    MAC_CONFIGS += [("fp16", "fp8_e5m2", "nearest", None), ("fp16", "fp8_e4m3", "stochastic", 4),
+    MAC_CONFIGS += [("fp16", "fp8_e5m2", "nearest", None), ("fp16", "fp8_e5m2", "stochastic", 4),
                     ("bf16", "fp8_e4m3", "nearest", None), ("bf16", "fp8_e5m2", "zero", None),
                     ("fp32", "fp8_e5m2", "stochastic", 32), ("fp32", "fp8_e4m3", "nearest", None),
                     (FTZ_SAT, "fp8_e5m2", "nearest", None), (FTZ_SAT, "fp8_e5m2", "stochastic", 3),
@@ -294,10 +305,17 @@ def test_mac_unit_any_addend(rounding, rbits):
     print(f"FP8MAC_SEED={SEED}")
     rng = np.random.default_rng([SEED, 99, ROUNDING.index((rounding, rbits))])
     n = 800 * SCALE
-    acc = np.concatenate([corner_codes(acc_fmt), rng.integers(0, 1 << acc_fmt.width, n)])
+    # Half the cases: a zero or subnormal accumulator and an addend around and below its smallest
+    # ulp (the negative-difference-with-sticky path).
+    tiny = rng.integers(0, 1 << rng.integers(0, acc_fmt.man_bits + 1, n // 2))  # log-uniform
+    tiny |= rng.integers(0, 2, n // 2) << 15
+    acc = np.concatenate([corner_codes(acc_fmt), rng.integers(0, 1 << acc_fmt.width, n - n // 2),
+                          tiny])
     n = len(acc)
     sig = rng.integers(0, 32, n)
-    exp = rng.integers(-64, 64, n)
+    lowest = acc_fmt.emin - acc_fmt.man_bits
+    exp = np.where(np.arange(n) < n - len(tiny), rng.integers(-64, 64, n),
+                   rng.integers(lowest - 14, lowest + 3, n))
     special = rng.integers(0, 40, n)
     nan, inf = special == 0, special == 1
     sig = np.where(nan | inf | (special == 2), 0, sig)
