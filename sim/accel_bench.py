@@ -11,9 +11,14 @@ Two halves, in the shape of cocotb's ``examples/matrix_multiplier``:
   rounding, seeds) comes from its ``manifest.json`` (path in ``FP8MAC_MANIFEST``); the DUT's port
   widths are checked against it.
 * **host side**: :func:`ensure_design` generates a configuration's Verilog once (cached under
-  ``build/designs/``), and :func:`run_gemm_on_simulator` streams one GEMM through it on Icarus or
-  Verilator and returns the result codes with timing statistics (used by ``make demo`` and
+  ``build/designs/``); :func:`run_gemm_on_simulator` streams one GEMM through it on Icarus or
+  Verilator and returns the result codes with timing statistics (for ``make demo``), and
+  :func:`simulator_throughput` measures simulated MACs per second on each simulator (for
   ``make bench``).
+
+The per-cycle Python path is kept lean, since it bounds the simulation rate: the clock toggles in
+the simulator, not in Python; one :class:`~fp8mac.sim.axis.Lockstep` coroutine wakes once per
+cycle for all three streams; every beat is an integer packed before the run starts.
 
 A GEMM is cut into tiles by :func:`fp8mac.sim.tiler.tiles` in the model's order; every tile's K
 operand beats are queued up front (pre-packed integers), and every result code, padding lanes
@@ -44,9 +49,9 @@ from fp8mac.sim.pause import PAUSES, pause_generator
 from fp8mac.sim.scoreboard import Scoreboard, ScoreboardMismatch
 from fp8mac.sim.tiler import assemble, pack_lanes, tiles
 
-__all__ = ["MANIFEST_ENV", "STREAMS", "PAUSE_SETS", "load_manifest", "expected_tiles", "GemmRun",
-           "AccelBench", "GemmInFlight", "design_name",
-           "ensure_design", "run_gemm_on_simulator", "simulator_throughput"]
+__all__ = ["MANIFEST_ENV", "STREAMS", "PAUSE_SETS", "STATS", "load_manifest", "expected_tiles",
+           "GemmRun", "AccelBench", "GemmInFlight", "design_name", "ensure_design",
+           "run_gemm_on_simulator", "simulator_throughput"]
 
 MANIFEST_ENV = "FP8MAC_MANIFEST"
 """Environment variable holding the path of the design's ``manifest.json``."""
@@ -63,6 +68,26 @@ PAUSE_SETS = (
     ("none", "none", "stalls"),       # full-rate operands against a stalling consumer
 )
 """Pause patterns ``(A, B, C)`` the workload runs cycle through (:mod:`fp8mac.sim.pause`)."""
+
+
+STATS = {
+    "mkn": "[M, K, N] of the GEMM",
+    "tiles": "tiles streamed",
+    "cycles": "clock cycles from the first operand beat queued to the last result beat",
+    "macs": "useful multiply-accumulates, M * K * N",
+    "seconds": "wall time of those cycles",
+    "cpu_seconds": "CPU time of those cycles (simulator and Python run in one thread)",
+    "macs_per_second": "simulated MACs per wall second",
+    "macs_per_cpu_second": "simulated MACs per CPU second (steadier on a loaded machine)",
+    "cycles_per_second": "simulated cycles per wall second",
+    "pauses": "pause patterns of A, B, C",
+    "sim_only_seconds": "wall time of the simulator alone for as many cycles",
+    "sim_only_cpu_seconds": "CPU time of the simulator alone for as many cycles",
+    "python_share": "1 - sim_only_seconds / seconds: the share of cocotb and Python",
+    "python_share_cpu": "the same from CPU times",
+}
+"""The statistics of a measured run (:func:`run_gemm_on_simulator`, :func:`simulator_throughput`)
+and what each means. Python's share is an estimate (see :meth:`AccelBench.simulator_alone`)."""
 
 
 def load_manifest(path=None) -> dict:
@@ -224,13 +249,17 @@ class AccelBench:
         await ClockCycles(self.dut.clk, cycles)
         self.dut.rst.value = 0
 
-    async def simulator_alone(self, cycles: int) -> float:
-        """Wall seconds the simulator alone takes for ``cycles`` clock cycles: the streams stop,
-        both operand streams hold one valid beat of random finite codes without ``tlast`` (a dot
-        product that never ends, so every PE keeps computing), the result stream is ready, and
-        Python waits on one Timer for the whole span (the clock runs in the simulator). Compared
-        with a run of as many cycles, it tells how much of that run's time Python took. Ends with
-        a :meth:`reset`."""
+    async def simulator_alone(self, cycles: int) -> tuple[float, float]:
+        """Wall and CPU seconds the simulator alone takes for ``cycles`` clock cycles.
+
+        The streams stop; both operand streams hold one valid beat of random finite codes without
+        ``tlast`` (a dot product that never ends, so every PE keeps computing), the result stream
+        is ready, and Python waits on one Timer for the whole span (the clock runs in the
+        simulator). Compared with a run of as many cycles, it estimates Python's share of that
+        run. The estimate is fair for Verilator, which evaluates the design every cycle whatever
+        the data; Icarus, event-driven, does less work on unchanging operands, so there it
+        overstates Python's share. Ends with a :meth:`reset`.
+        """
         if self._lockstep is not None:
             self._lockstep.stop()
         dut, fmt = self.dut, self.config.in_format
@@ -245,13 +274,13 @@ class AccelBench:
             getattr(dut, f"{stream}_tvalid").value = 1
         dut.m_axis_c_tready.value = 1
         await ClockCycles(dut.clk, 1)
-        start = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         await Timer(cycles * self.period_ns, unit="ns")
-        seconds = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         for stream in STREAMS[:2]:
             getattr(dut, f"{stream}_tvalid").value = 0
         await self.reset()
-        return seconds
+        return wall, cpu
 
     # ---- one GEMM -----------------------------------------------------------------------------
     def _scoreboard(self, name, expected, m, n):
@@ -452,12 +481,9 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
         The simulator's ``M x N`` result codes (equal to ``mac_gemm(a_codes, b_codes, config)``:
         a difference raises).
     stats : dict
-        ``sim``, ``seed``, ``shape`` (M, K, N), ``tiles``, ``cycles``, ``macs`` (M*K*N),
-        ``seconds`` (wall time of the streaming), ``cpu_seconds``, ``macs_per_second`` (simulated
-        useful MACs per wall second), ``cycles_per_second``, ``sim_only_seconds`` (the simulator
-        alone for the same number of cycles), ``python_share`` (1 - sim_only/seconds, an
-        estimate of the time spent in cocotb and Python), ``build_seconds`` (0 when cached),
-        ``run_seconds`` (the whole simulator process), ``waves`` (path or None).
+        :data:`STATS` (cycles, times, rates, Python's share), and ``sim``, ``seed``,
+        ``build_seconds`` (0 when the build was cached), ``run_seconds`` (the whole simulator
+        process), ``waves`` (path or None).
 
     Raises
     ------
@@ -519,10 +545,8 @@ def simulator_throughput(config: MacConfig | None = None, *, workload: str = "ml
     Returns
     -------
     list of dict
-        One per simulator: ``sim``, ``workload``, ``shape``, ``tiles``, ``cycles``, ``macs``,
-        ``seconds``, ``cpu_seconds``, ``macs_per_second``, ``cycles_per_second``,
-        ``sim_only_seconds``, ``python_share``, ``build_seconds``, ``run_seconds``, ``seed``,
-        ``array`` ("R x C").
+        One per simulator: :data:`STATS` (of all repeats together), and ``sim``, ``workload``,
+        ``repeats``, ``array`` (``"R x C"``), ``seed``, ``build_seconds``, ``run_seconds``.
     """
     from fp8mac.sim.runner import build_and_test
 

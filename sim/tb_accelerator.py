@@ -45,14 +45,19 @@ async def _bench(dut) -> AccelBench:
 
 
 def _stats(run, sim_only=None) -> dict:
+    """A run's statistics; with ``sim_only`` (wall, CPU seconds of the simulator alone for as many
+    cycles), Python's share of the run's time."""
     stats = dict(mkn=list(run.shape), tiles=run.tiles, cycles=run.cycles, macs=run.macs,
                  seconds=run.seconds, cpu_seconds=run.cpu_seconds,
-                 macs_per_second=run.macs_per_second,
-                 cycles_per_second=run.cycles / run.seconds if run.seconds else None,
-                 pauses=list(run.pauses))
+                 macs_per_second=run.macs / run.seconds,
+                 macs_per_cpu_second=run.macs / run.cpu_seconds if run.cpu_seconds else None,
+                 cycles_per_second=run.cycles / run.seconds, pauses=list(run.pauses))
     if sim_only is not None:
-        stats.update(sim_only_seconds=sim_only,
-                     python_share=max(0.0, 1.0 - sim_only / run.seconds) if run.seconds else None)
+        wall, cpu = sim_only
+        stats.update(sim_only_seconds=wall, sim_only_cpu_seconds=cpu,
+                     python_share=min(1.0, max(0.0, 1.0 - wall / run.seconds)),
+                     python_share_cpu=min(1.0, max(0.0, 1.0 - cpu / run.cpu_seconds))
+                     if run.cpu_seconds else None)
     return stats
 
 
@@ -115,10 +120,11 @@ async def throughput(dut):
                   sum(r.cpu_seconds for r in runs), runs[0].pauses)  # all repeats as one GEMM
     sim_only = await tb.simulator_alone(run.cycles)
     stats = _stats(run, sim_only)
-    dut._log.info("%s x %d: %d cycles in %.2f s: %.0f cycles/s, %.3g MAC/s; simulator alone "
-                  "%.2f s (Python share %.0f%%)", layer.name, len(runs), run.cycles, run.seconds,
-                  stats["cycles_per_second"], run.macs_per_second, sim_only,
-                  100 * stats["python_share"])
+    dut._log.info("%s x %d: %d cycles in %.2f s (%.2f s CPU): %.0f cycles/s, %.3g MAC/s; "
+                  "simulator alone %.2f s (%.2f s CPU): Python share %.0f%% (%.0f%% of CPU)",
+                  layer.name, len(runs), run.cycles, run.seconds, run.cpu_seconds,
+                  stats["cycles_per_second"], stats["macs_per_second"], *sim_only,
+                  100 * stats["python_share"], 100 * (stats["python_share_cpu"] or 0))
     record_metric("throughput", dict(workload=layer.name, repeats=len(runs), **stats))
 
 
