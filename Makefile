@@ -55,8 +55,14 @@ bench: install
 synth: install
 	$(PY) scripts/synth_compare.py
 
+# The full tier (FP8MAC_TIER=full): every test's long cases. For the accelerator
+# (tests/test_sim_accelerator.py): its design matrix on Icarus and Verilator, FP8MAC_SEEDS seeds
+# each (default 3; FP8MAC_SEED=<n> replays a run), all workloads, the 8 x 8 throughput; their
+# error and throughput tables are printed at the end (build/sim/tables/).
 regress: install
-	FP8MAC_TIER=full $(PYTEST) -q -n 2
+	rm -rf build/sim/tables
+	FP8MAC_TIER=full $(PYTEST) -q -n 2; status=$$?; \
+	  for f in build/sim/tables/*.md; do [ -f "$$f" ] && { echo; cat "$$f"; }; done; exit $$status
 
 clean:
 	rm -rf build reports/_work .pytest_cache
