@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -449,15 +450,29 @@ def ensure_design(config: MacConfig, out_dir=None) -> Path:
     return out
 
 
+def _design(config: MacConfig, design) -> Path:
+    """The folder of ``config``'s generated design: ``design`` (a folder or a
+    :class:`~fp8mac.hw.generate.Generated`), checked to hold that configuration, or by default
+    :func:`ensure_design`'s."""
+    if design is None:
+        return ensure_design(config)
+    folder = Path(getattr(design, "manifest", Path(design) / "manifest.json")).parent
+    found = MacConfig.from_dict(load_manifest(folder / "manifest.json")["config"])
+    if found != config:
+        raise ValueError(f"design: {folder} holds a different configuration ({found}) than "
+                         f"config ({config})")
+    return folder
+
+
 def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "verilator", *,
-                          out_dir=None, seed: int | None = None, pauses=("none", "none", "none"),
-                          waves: bool | None = None):
+                          design=None, out_dir=None, seed: int | None = None,
+                          pauses=("none", "none", "none"), waves: bool | None = None):
     """Run ``A @ B`` on the generated array in a simulator, checked against the golden model.
 
-    Generates the design (cached, :func:`ensure_design`), builds it (cached), and runs the cocotb
-    test ``gemm`` of :mod:`fp8mac.sim.tb_accelerator`, which streams every tile, compares every
-    result code with :func:`~fp8mac.model.gemm.mac_gemm` and, in the same simulation, measures the
-    simulator alone (the same number of cycles with the Python side idle) to split the time.
+    Builds the design for ``sim`` (cached) and runs the cocotb test ``gemm`` of
+    :mod:`fp8mac.sim.tb_accelerator`, which streams every tile, compares every result code with
+    :func:`~fp8mac.model.gemm.mac_gemm` and then, in the same simulation, runs the simulator alone
+    for as many cycles to split the time between the simulator and Python.
 
     Parameters
     ----------
@@ -465,12 +480,19 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
     a_codes, b_codes : array_like of int
         ``M x K`` and ``K x N`` input-format codes.
     sim : {"icarus", "verilator"}
+    design : path-like or fp8mac.hw.generate.Generated, optional
+        An already generated design of ``config`` (its folder, or what
+        :func:`~fp8mac.hw.generate.generate` returned); by default it is generated (cached) under
+        ``build/designs/`` by :func:`ensure_design`.
     out_dir : path-like, optional
-        Where the design is generated; default ``build/designs/<design_name(config)>``.
+        Where the simulator build and run go (``<out_dir>/<sim>``); default
+        ``build/sim/<design folder name>/<sim>``. A build is reused while its sources and
+        options are unchanged.
     seed : int, optional
         Seed of the pause patterns (default: ``FP8MAC_SEED`` or a fresh one, printed).
     pauses : (str, str, str)
-        Pause patterns of A, B and C (:data:`fp8mac.sim.pause.PAUSES`); default none (full rate).
+        Pause patterns of A, B and C (:data:`fp8mac.sim.pause.PAUSES`); default ``"none"``
+        (full rate, for speed); ``("random",) * 3`` or ``"stalls"`` exercise backpressure.
     waves : bool, optional
         Record FST waves (default: the ``WAVES`` environment variable); the path is printed and
         returned in the statistics.
@@ -481,9 +503,9 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
         The simulator's ``M x N`` result codes (equal to ``mac_gemm(a_codes, b_codes, config)``:
         a difference raises).
     stats : dict
-        :data:`STATS` (cycles, times, rates, Python's share), and ``sim``, ``seed``,
-        ``build_seconds`` (0 when the build was cached), ``run_seconds`` (the whole simulator
-        process), ``waves`` (path or None).
+        :data:`STATS` (``cycles``, ``seconds``, ``macs_per_second``, ``python_share``, ...), and
+        ``sim``, ``seed``, ``build_seconds`` (0 when the build was cached), ``run_seconds`` (the
+        whole simulator process), ``waves`` (path or None).
 
     Raises
     ------
@@ -492,6 +514,8 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
         seed), a beat is lost, or the simulation fails.
     fp8mac.sim.tools.ToolMissing
         If the simulator is not installed.
+    ValueError
+        On malformed operands or pauses, or a ``design`` of another configuration.
     """
     from fp8mac.sim.runner import build_and_test, build_root
 
@@ -502,20 +526,23 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
                          f"and {b.shape}")
     if len(pauses) != 3 or any(p not in PAUSES for p in pauses):
         raise ValueError(f"pauses must be three of {', '.join(PAUSES)} (A, B, C), not {pauses!r}")
-    design = ensure_design(config, out_dir)
-    job = build_root() / "jobs" / f"{design.name}-{os.getpid()}-{time.monotonic_ns()}"
-    job.mkdir(parents=True)
-    np.savez(job / "operands.npz", a=a, b=b)
-    env = {MANIFEST_ENV: str(design / "manifest.json"), "FP8MAC_PAUSES": ",".join(pauses),
-           "FP8MAC_GEMM_IN": str(job / "operands.npz"), "FP8MAC_GEMM_OUT": str(job / "result.npz")}
-    results = build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
-                             sim=sim, name=design.name,
-                             testcase="gemm", extra_env=env, waves=waves, seed=seed,
-                             expect_tests=1)
-    with np.load(job / "result.npz") as out:
-        codes = out["codes"]
-    shutil.rmtree(job, ignore_errors=True)
-    stats = dict(results.metrics.get("gemm", {}))
+    folder = _design(config, design)
+    job = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=build_root()))
+    try:
+        np.savez(job / "operands.npz", a=a, b=b)
+        env = {MANIFEST_ENV: str(folder / "manifest.json"), "FP8MAC_PAUSES": ",".join(pauses),
+               "FP8MAC_GEMM_IN": str(job / "operands.npz"),
+               "FP8MAC_GEMM_OUT": str(job / "result.npz")}
+        results = build_and_test([folder / f"{config.top}.v"], config.top,
+                                 "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
+                                 build_dir=None if out_dir is None else Path(out_dir) / sim,
+                                 testcase="gemm", extra_env=env, waves=waves, seed=seed,
+                                 expect_tests=1)
+        with np.load(job / "result.npz") as out:
+            codes = out["codes"]
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    stats = dict(results.metrics["gemm"])
     stats.update(sim=sim, seed=results.seed, build_seconds=results.build_seconds,
                  run_seconds=results.test_seconds,
                  waves=None if results.waves is None else str(results.waves))
@@ -524,7 +551,7 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
 
 def simulator_throughput(config: MacConfig | None = None, *, workload: str = "mlp.fc1.forward",
                          size: str = "full", sims=("icarus", "verilator"), seed: int | None = None,
-                         out_dir=None) -> list[dict]:
+                         design=None) -> list[dict]:
     """Simulated MACs per second of the same workload on each simulator (for ``make bench``).
 
     Runs the cocotb test ``throughput`` of :mod:`fp8mac.sim.tb_accelerator`: ``workload``
@@ -539,8 +566,8 @@ def simulator_throughput(config: MacConfig | None = None, *, workload: str = "ml
         The workload and its size.
     sims : sequence of str
     seed : int, optional
-    out_dir : path-like, optional
-        Where the design is generated (default under ``build/designs/``).
+    design : path-like or fp8mac.hw.generate.Generated, optional
+        An already generated design of ``config`` (default: :func:`ensure_design`'s).
 
     Returns
     -------
@@ -551,13 +578,13 @@ def simulator_throughput(config: MacConfig | None = None, *, workload: str = "ml
     from fp8mac.sim.runner import build_and_test
 
     config = MacConfig() if config is None else config
-    design = ensure_design(config, out_dir)
-    env = {MANIFEST_ENV: str(design / "manifest.json"), "FP8MAC_RATE_WORKLOAD": workload,
+    folder = _design(config, design)
+    env = {MANIFEST_ENV: str(folder / "manifest.json"), "FP8MAC_RATE_WORKLOAD": workload,
            "FP8MAC_SIZE": size}
     rows = []
     for sim in sims:
-        results = build_and_test([design / f"{config.top}.v"], config.top,
-                                 "fp8mac.sim.tb_accelerator", sim=sim, name=design.name,
+        results = build_and_test([folder / f"{config.top}.v"], config.top,
+                                 "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
                                  testcase="throughput",
                                  extra_env=env, seed=seed, expect_tests=1)
         row = dict(results.metrics["throughput"])

@@ -128,11 +128,20 @@ def test_run_gemm_on_simulator(seed):
     rng = np.random.default_rng(seed)
     a, b = rng.choice(pool, (5, 21)), rng.choice(pool, (21, 6))
     result, stats = run_gemm_on_simulator(config, a, b, sim=SIMS[-1], seed=seed % 2**32,
+                                          design=ensure_design(config),
                                           pauses=("random", "stalls", "random"))
     np.testing.assert_array_equal(result, mac_gemm(a, b, config))
     assert stats["macs"] == 5 * 21 * 6 and stats["tiles"] == 6 and stats["cycles"] >= 6 * 21
     assert stats["seconds"] > 0 and stats["sim_only_seconds"] > 0
     assert 0 <= stats["python_share"] <= 1
+
+
+def test_run_gemm_on_simulator_checks_the_design():
+    """A given design must hold the given configuration."""
+    config = MacConfig(**QUICK_DESIGNS[0][1])
+    other = ensure_design(MacConfig(**QUICK_DESIGNS[1][1]))
+    with pytest.raises(ValueError, match="design: .* holds a different configuration"):
+        run_gemm_on_simulator(config, np.zeros((1, 1), int), np.zeros((1, 1), int), design=other)
 
 
 def test_manifest_mismatch_fails(tmp_path):
