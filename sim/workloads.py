@@ -38,7 +38,8 @@ from fp8mac.model.layers import LayerGemm, conv2d_forward, gemm_layer, operand_t
 from fp8mac.model.workloads import digits_conv_operands, digits_mlp_gemms, train_digits_mlp
 
 __all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "build_workload", "code_gemm", "corner_codes",
-           "errors", "error_table", "plain_config"]
+           "errors", "error_table", "plain_config",
+           "nearest_config"]
 
 SIZES = {
     # MLP batch, conv images and filters, random GEMMs' extra rows/cols beyond whole tiles
@@ -189,22 +190,29 @@ def plain_config(config: MacConfig) -> MacConfig:
     return config.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
 
 
+def nearest_config(config: MacConfig) -> MacConfig:
+    """The same chunking, every rounding to nearest: what chunking alone gives."""
+    return config.replace(inner_rounding="nearest", outer_rounding="nearest")
+
+
 def errors(layer: LayerGemm, result_codes, config: MacConfig) -> dict[str, float]:
     """Relative Frobenius errors (as :meth:`LayerGemm.rel_error`) of ``result_codes``, the
-    hardware's results.
+    hardware's results, and of two golden-model baselines on the same operands.
 
     Returns ``vs_fp32_quantized`` (against FP32 accumulation of the same FP8 operands: the
     accumulation error alone), ``vs_fp32`` (against FP32 on the unquantized operands:
-    quantization plus accumulation) and ``plain_vs_fp32_quantized`` (the golden model's
-    :func:`plain_config` on the same operands, for comparison). NaN where a result or a
-    reference is not finite.
+    quantization plus accumulation), ``plain_vs_fp32_quantized`` (:func:`plain_config`: one
+    FP16 sum, nearest) and ``nearest_vs_fp32_quantized`` (:func:`nearest_config`: the same
+    chunks, nearest). NaN where a result or a reference is not finite.
     """
     scale = 1.0 / (layer.scale_a * layer.scale_b)
-    plain = mac_gemm(layer.a_codes, layer.b_codes, plain_config(config))
+    cases = [("vs_fp32_quantized", result_codes, "fp32_quantized"),
+             ("vs_fp32", result_codes, "fp32")]
+    for key, baseline in (("plain", plain_config), ("nearest", nearest_config)):
+        codes = mac_gemm(layer.a_codes, layer.b_codes, baseline(config))
+        cases.append((f"{key}_vs_fp32_quantized", codes, "fp32_quantized"))
     out = {}
-    for key, codes, against in (("vs_fp32_quantized", result_codes, "fp32_quantized"),
-                                ("vs_fp32", result_codes, "fp32"),
-                                ("plain_vs_fp32_quantized", plain, "fp32_quantized")):
+    for key, codes, against in cases:
         values = config.acc_format.decode(np.asarray(codes)) * scale
         ref = getattr(layer, against)
         if not (np.all(np.isfinite(values)) and np.all(np.isfinite(ref))):
@@ -217,15 +225,16 @@ def errors(layer: LayerGemm, result_codes, config: MacConfig) -> dict[str, float
 
 def error_table(rows) -> str:
     """A Markdown table of ``rows``: dicts with ``workload``, ``shape``, ``exact`` and the keys of
-    :func:`errors`."""
+    :func:`errors`. The three middle columns compare accumulations of the same FP8 operands with
+    FP32: plain FP16 (one sum, nearest), chunked with nearest rounding, and the hardware."""
     def fmt(x):
         return "n/a" if x is None or x != x else f"{x:.2e}"
-    lines = ["| workload | M x K x N | bit-exact | rel. error vs FP32, same FP8 operands | "
-             "same, plain FP16 accumulation (model) | rel. error vs FP32, unquantized |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = ["| workload | M x K x N | bit-exact | vs FP32 (same FP8 operands): plain FP16 | "
+             "chunked, nearest | this array | this array vs FP32 on unquantized operands |",
+             "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        errs = [fmt(r.get(key)) for key in ("vs_fp32_quantized", "plain_vs_fp32_quantized",
-                                            "vs_fp32")]
+        errs = [fmt(r.get(key)) for key in ("plain_vs_fp32_quantized", "nearest_vs_fp32_quantized",
+                                            "vs_fp32_quantized", "vs_fp32")]
         lines.append(f"| {r['workload']} | {r['shape']} | {'yes' if r['exact'] else 'NO'} | "
                      + " | ".join(errs) + " |")
     return "\n".join(lines)
