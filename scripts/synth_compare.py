@@ -13,15 +13,16 @@ One run, one flow (:mod:`fp8mac.hw.synth`), one Yosys; every design is generated
 * arrays (``Accelerator``) of the default PE, to show how the area scales per MAC, two ways:
   *composed* (every size): the array with each PE replaced by an instance of a blackbox module
   with the PE's ports (:class:`_BoxPE`), which measures the logic around the PEs; the array's
-  area is then rows x cols x the PE's area plus that logic. *Flat* (``--flat``, default 4): the
-  whole array generated and synthesized flattened, which checks the composition (cross-boundary
-  optimization) at the sizes a run can afford (Amaranth takes about 2 s of CPU per PE to
-  generate, Yosys about 80 s per target for a 4 x 4 array, growing at least linearly).
+  area is then rows x cols x the PE's area plus that logic. *Flat* (``--flat``, default 4 and 8):
+  the whole array generated and synthesized flattened, which checks the composition
+  (cross-boundary optimization) at the sizes a run can afford: on 2 cores an 8 x 8 array takes
+  about 40 s to generate and 500 s to synthesize (generic + asic), four times a 4 x 4 one; a
+  16 x 16 one would take over half an hour (``--flat 4,8,16``).
 
 Writes ``reports/area.md``, ``reports/area.png`` and the ``synth`` section of BENCHMARKS.md;
 every tool's work directory stays under ``build/synth/<design>/``.
 
-Usage: ``python scripts/synth_compare.py [--jobs N] [--arrays 4,8,16] [--flat 4] [--no-ice40]
+Usage: ``python scripts/synth_compare.py [--jobs N] [--arrays 4,8,16] [--flat 4,8] [--no-ice40]
 [--only KEY ...]``
 """
 
@@ -577,8 +578,8 @@ def main(argv=None) -> int:
                    help="designs synthesized in parallel (default: 2, or 1 on one core)")
     p.add_argument("--arrays", default="4,8,16",
                    help="composed array sizes n (n x n), comma separated (default 4,8,16)")
-    p.add_argument("--flat", default="4",
-                   help="array sizes also synthesized flat, comma separated, or '' (default 4)")
+    p.add_argument("--flat", default="4,8",
+                   help="array sizes also synthesized flat, comma separated, or '' (default 4,8)")
     p.add_argument("--no-ice40", action="store_true", help="skip the iCE40 target (LUTs, nextpnr Fmax)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per tool run (default 3600)")
     p.add_argument("--only", nargs="*", metavar="KEY",
