@@ -111,7 +111,10 @@ class MacUnit(wiring.Component):
         Accumulator (and result) format.
     addend_layout : StructLayout
         An :func:`~fp8mac.hw.formats.unpacked_layout` (any widths).
-    rounding : {"nearest", "stochastic", "zero"}
+    rounding : {"nearest", "stochastic", "zero"} or (str, str)
+        One rounding, or a pair ``(mode 0, mode 1)`` chosen per cycle by the ``mode`` input (the
+        shared-adder PE: inner rounding for MAC steps, outer for chunk sums). A pair costs the
+        widest of the two windows and a multiplexer on the increment.
     rbits : int, optional
         Random bits per stochastic rounding, 1..32; required for (and only used by) ``stochastic``.
     canonical_addend : bool, optional
@@ -126,8 +129,11 @@ class MacUnit(wiring.Component):
         The accumulator code.
     addend : In(addend_layout)
         The exact addend.
+    mode : In(1)
+        Only with a pair of roundings: 0 rounds with the first, 1 with the second.
     rand : In(rbits)
-        Random bits (``stochastic`` only), e.g. an :class:`~fp8mac.hw.lfsr.Lfsr`'s ``value``.
+        Random bits (if a rounding is ``stochastic``), e.g. an :class:`~fp8mac.hw.lfsr.Lfsr`'s
+        ``value``.
     result : Out(acc_format.width)
         The rounded sum's code.
 
@@ -146,7 +152,15 @@ class MacUnit(wiring.Component):
             if not is_unpacked_layout(addend_layout):
                 raise ValueError("addend_layout must be an unpacked_layout(sig_width, exp_width) "
                                  f"from fp8mac.hw.formats, not {addend_layout!r}")
-            self._rbits = _check_rounding(rounding, rbits)
+            if isinstance(rounding, tuple):
+                if len(rounding) != 2:
+                    raise ValueError("rounding must be one rounding or a pair (mode 0, mode 1) of "
+                                     f"roundings, not {rounding!r}")
+                modes = rounding
+            else:
+                modes = (rounding,)
+            checked = [_check_rounding(mode, rbits) for mode in modes]
+            self._rbits = next((r for r in checked if r is not None), None)
             if not isinstance(canonical_addend, bool):
                 raise ValueError(f"canonical_addend must be True or False, not {canonical_addend!r}")
             if canonical_addend and addend_layout != format_unpacked_layout(self._acc_format):
@@ -158,12 +172,15 @@ class MacUnit(wiring.Component):
             raise
         self._addend_layout = addend_layout
         self._rounding = rounding
+        self._modes = modes
         self._canonical_addend = bool(canonical_addend)
-        self._window = alignment_window(self._acc_format.precision, addend_layout["sig"].width,
-                                        rounding, self._rbits)
+        self._window = max(alignment_window(self._acc_format.precision, addend_layout["sig"].width,
+                                            mode, self._rbits) for mode in modes)
         width = self._acc_format.width
         members = {"acc": In(width), "addend": In(addend_layout)}
-        if rounding == "stochastic":
+        if len(modes) == 2:
+            members["mode"] = In(1)
+        if "stochastic" in modes:
             members["rand"] = In(self._rbits)
         members["result"] = Out(width)
         super().__init__(members)
@@ -186,7 +203,8 @@ class MacUnit(wiring.Component):
         return self._addend_layout
 
     @property
-    def rounding(self) -> str:
+    def rounding(self) -> str | tuple[str, str]:
+        """The rounding, or the pair (mode 0, mode 1) selected by ``mode``."""
         return self._rounding
 
     @property
@@ -267,15 +285,22 @@ class MacUnit(wiring.Component):
         below = win - man  # window bits below the ulp
         kept = norm[below:]  # p bits, the result's significand before rounding
 
-        if self._rounding == "nearest":
-            guard = norm[below - 1]
-            rest = norm[:below - 1].any() | sticky
-            inc = guard & (rest | kept[0])
-        elif self._rounding == "stochastic":
-            r = self._rbits
-            inc = (norm[below - r:below] + self.rand)[r]
-        else:
-            inc = Const(0, 1)
+        def increment(rounding):
+            if rounding == "nearest":
+                guard = norm[below - 1]
+                rest = norm[:below - 1].any() | sticky
+                return guard & (rest | kept[0])
+            if rounding == "stochastic":
+                r = self._rbits
+                return (norm[below - r:below] + self.rand)[r]
+            return Const(0, 1)
+
+        def select(per_mode):  # one value per rounding mode -> the selected mode's
+            if len(per_mode) == 1:
+                return per_mode[0]
+            return Mux(self.mode, per_mode[1], per_mode[0])
+
+        inc = select([increment(mode) for mode in self._modes])
 
         # Code magnitude = exponent field, significand + inc: the field is e_top for a normal
         # significand and 0 for a subnormal or zero one; a rounding carry out of the significand
@@ -289,9 +314,11 @@ class MacUnit(wiring.Component):
         sign = Mux(sub & mag_zero & ~sticky, 0, x_sign ^ neg)  # exact 0: +0 (-0 + -0 = -0)
 
         w = fmt.width
-        over_to_inf = fmt.overflow == "inf" and self._rounding != "zero"
-        big = fmt.inf_code if over_to_inf else fmt.max_code
-        result = Mux(overflow, Cat(Const(big, w - 1), sign), Cat(magnitude[:w - 1], sign))
+        bigs = [fmt.inf_code if fmt.overflow == "inf" and mode != "zero" else fmt.max_code
+                for mode in self._modes]  # overflow code (truncation saturates)
+        big = select([Const(code, w - 1) for code in bigs]) if len(set(bigs)) > 1 \
+            else Const(bigs[0], w - 1)
+        result = Mux(overflow, Cat(big, sign), Cat(magnitude[:w - 1], sign))
 
         # Specials: NaN wins, then infinite operands.
         nan = a_nan | b.nan | (a_inf & b.inf & sub)

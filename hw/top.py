@@ -59,8 +59,9 @@ class Accelerator(wiring.Component):
     tiles with K < cols pay for it), and with the ``shared-adder`` PE one bubble follows each
     chunk's last beat (the cycle in which every PE's adder does its outer add).
 
-    Latency: the first result beat of a tile is valid ``rows + cols + 1`` (+1 with chunking on)
-    cycles after its last operand beat, without stalls; a tile then takes ``rows`` result beats.
+    Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 1`` cycles after
+    its last operand beat is taken (``cols + 2`` with chunking on: the outer add); row r is ready r
+    cycles after row 0, so a tile's ``rows`` result beats can leave back to back.
 
     Reset (``rst``, synchronous) returns everything to idle and reseeds the LFSRs, whatever the
     state: the next tile is computed as by a fresh ``mac_gemm``.

@@ -296,14 +296,10 @@ def test_mac_unit(config):
     report(config_id(config), cases, got, want, acc_fmt)
 
 
-@pytest.mark.parametrize("rounding,rbits", ROUNDING)
-def test_mac_unit_any_addend(rounding, rbits):
-    """A MacUnit is exact for any unpacked addend, not just products: unnormalized significands
-    and exponents far outside the accumulator's range (model: add_exact + round_unpacked)."""
-    acc_fmt = FORMATS["fp16_ibm"]
-    layout = unpacked_layout(5, 7)
-    print(f"FP8MAC_SEED={SEED}")
-    rng = np.random.default_rng([SEED, 99, ROUNDING.index((rounding, rbits))])
+def any_addend_cases(acc_fmt, rng):
+    """Accumulator codes and unpacked addends (``unpacked_layout(5, 7)`` words) with unnormalized
+    significands and exponents far outside the accumulator's range; returns the cases and the
+    model's exact sum and sticky."""
     n = 800 * SCALE
     # Half the cases: a zero or subnormal accumulator and an addend around and below its smallest
     # ulp (the negative-difference-with-sticky path).
@@ -322,6 +318,18 @@ def test_mac_unit_any_addend(rounding, rbits):
     sign = rng.integers(0, 2, n)
     cases = {"acc": acc, "addend": sig | (exp & 127) << 5 | sign << 12 | nan << 13 | inf << 14}
     exact, sticky = add_exact(acc_fmt.unpack(acc), Unpacked(sign, sig, exp, nan, inf))
+    return cases, exact, sticky
+
+
+@pytest.mark.parametrize("rounding,rbits", ROUNDING)
+def test_mac_unit_any_addend(rounding, rbits):
+    """A MacUnit is exact for any unpacked addend, not just products: unnormalized significands
+    and exponents far outside the accumulator's range (model: add_exact + round_unpacked)."""
+    acc_fmt = FORMATS["fp16_ibm"]
+    print(f"FP8MAC_SEED={SEED}")
+    rng = np.random.default_rng([SEED, 99, ROUNDING.index((rounding, rbits))])
+    cases, exact, sticky = any_addend_cases(acc_fmt, rng)
+    n = len(cases["acc"])
 
     def model(rand):
         return pack(acc_fmt, round_unpacked(acc_fmt, exact, sticky, rounding, rand, rbits))
@@ -330,8 +338,36 @@ def test_mac_unit_any_addend(rounding, rbits):
     if rounding == "stochastic":
         rand = cases["rand"] = boundary_rand(model, n, rbits, rng)
     want = model(rand)
-    got = simulate(MacUnit(acc_fmt, layout, rounding, rbits), cases, "result")
+    got = simulate(MacUnit(acc_fmt, unpacked_layout(5, 7), rounding, rbits), cases, "result")
     report(f"any addend {rounding}", cases, got, want.astype(np.int64), acc_fmt)
+
+
+@pytest.mark.parametrize("modes,rbits", [(("nearest", "stochastic"), 8),
+                                         (("stochastic", "zero"), 3),
+                                         (("zero", "nearest"), None)])
+def test_mac_unit_two_roundings(modes, rbits):
+    """A MacUnit with a pair of roundings (the shared-adder PE's) rounds each case with the one
+    its ``mode`` input selects; saturating truncation against overflow to inf included."""
+    acc_fmt = FORMATS["fp16_ibm"]
+    print(f"FP8MAC_SEED={SEED}")
+    rng = np.random.default_rng([SEED, 98, len(modes[0]), len(modes[1])])
+    cases, exact, sticky = any_addend_cases(acc_fmt, rng)
+    n = len(cases["acc"])
+    mode = cases["mode"] = rng.integers(0, 2, n)
+
+    def model(rand):
+        rounded = [pack(acc_fmt, round_unpacked(acc_fmt, exact, sticky, r, rand, rbits))
+                   for r in modes]
+        return np.where(mode == 1, rounded[1], rounded[0])
+
+    rand = None
+    if rbits is not None:
+        rand = cases["rand"] = boundary_rand(model, n, rbits, rng)
+    want = model(rand)
+    dut = MacUnit(acc_fmt, unpacked_layout(5, 7), modes, rbits)
+    assert dut.window == max(alignment_window(acc_fmt.precision, 5, r, rbits) for r in modes)
+    got = simulate(dut, cases, "result")
+    report(f"two roundings {modes}", cases, got, want.astype(np.int64), acc_fmt)
 
 
 # ---- FloatAdder ---------------------------------------------------------------------------------
@@ -433,6 +469,9 @@ def test_count_leading_zeros(width):
     (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), "stochastic", 33), "rbits"),
     (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), "stochastic", 0), "rbits"),
     (lambda: MacUnit("fp17", unpacked_layout(6, 6)), "acc_format"),
+    (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), ("nearest",)), "rounding"),
+    (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), ("nearest", "up")), "rounding"),
+    (lambda: MacUnit("fp16_ibm", unpacked_layout(6, 6), ("nearest", "stochastic")), "rbits"),
     (lambda: MacUnit("fp16_ibm", 12), "addend_layout"),
     (lambda: MacUnit.for_product(PLAIN_ACC, "fp8_e5m2"), "acc_format"),
     (lambda: MacUnit.for_product("fp16_ibm", "fp9"), "in_format"),

@@ -154,3 +154,36 @@ def test_cycles_close_to_ideal(seed):
     _, cycles = run_accelerator(cfg, a, b, seed, (0, 0, 0))
     ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_first_result_latency(chunk):
+    """Row 0's result beat is valid cols + 1 cycles after the last operand beat (+1 with chunks)."""
+    cfg = MacConfig(rows=3, cols=4, chunk=chunk)
+    dut = Accelerator(cfg)
+    (t,) = tiles(np.zeros((3, 5), int), np.zeros((5, 4), int), cfg)
+    seen = {}
+
+    async def tb(ctx):
+        ctx.set(dut.m_axis_c_tready, 0)
+        for k, (a, b) in enumerate(zip(t.a_beats, t.b_beats)):
+            ctx.set(dut.s_axis_a_tvalid, 1)
+            ctx.set(dut.s_axis_b_tvalid, 1)
+            ctx.set(dut.s_axis_a_tdata, a)
+            ctx.set(dut.s_axis_b_tdata, b)
+            ctx.set(dut.s_axis_a_tlast, k == t.k - 1)
+            ctx.set(dut.s_axis_b_tlast, k == t.k - 1)
+            await ctx.tick().until(dut.s_axis_a_tready)
+        ctx.set(dut.s_axis_a_tvalid, 0)
+        ctx.set(dut.s_axis_b_tvalid, 0)
+        for cycle in range(1, 20):
+            if ctx.get(dut.m_axis_c_tvalid):
+                seen["latency"] = cycle
+                return
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["latency"] == cfg.cols + 1 + (chunk is not None)

