@@ -27,8 +27,9 @@ class MacArray(wiring.Component):
     c = column c), ``row_full[r]`` says all of them hold an undrained result, and ``clear_row[r]``
     empties them. ``stall`` is high when some PE must write a result into a still-full register:
     the owner must drop ``en`` until that row is drained. With dot products whose last steps enter
-    at least ``cols`` cycles apart, the row that blocks is always complete, so the stall always
-    resolves by draining (the :class:`~fp8mac.hw.top.Accelerator` enforces that spacing).
+    at least :func:`~fp8mac.hw.top.tile_spacing` cycles apart, every row ahead of the blocking one
+    in drain order is complete, so the stall always resolves by draining (the
+    :class:`~fp8mac.hw.top.Accelerator` enforces that spacing).
 
     Latency: the result of PE (r, c) is written ``r + c + 2`` cycles after the step that ends its
     dot product entered (``r + c + 3`` with chunking on: the outer add).

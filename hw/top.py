@@ -10,7 +10,7 @@ from fp8mac.model.config import MacConfig
 
 from .array import MacArray
 
-__all__ = ["Accelerator", "port_list"]
+__all__ = ["Accelerator", "port_list", "tile_spacing"]
 
 
 def port_list(config: MacConfig) -> list[dict]:
@@ -35,6 +35,27 @@ def port_list(config: MacConfig) -> list[dict]:
     return [dict(name=n, direction=d, width=w, description=t) for n, d, w, t in ports]
 
 
+def tile_spacing(rows: int, cols: int) -> int:
+    """Fewest array cycles between the last beats of consecutive tiles for the array to stay
+    exact and deadlock-free: ``max(cols, ceil((rows + cols - 1) / 2))``.
+
+    A stall freezes the whole array, so when a PE must write tile u's result over tile u-1's
+    undrained one, every row ahead of it in drain order must already be complete, or the drain
+    waits on a frozen row forever. PE (r, c) writes ``r + c + 2`` cycles after the step that ends
+    its dot product enters (+1 with chunking, the same for every tile), so with tile ends T:
+
+    * the drain may be at row r of tile u-1 when PE (r, 0) writes tile u, at ``T_u + r + 2``; that
+      row's last PE wrote at ``T_(u-1) + r + cols + 1``, earlier iff ``T_u - T_(u-1) >= cols``;
+    * the drain may still be on tile u-2 (tile u-1 is not drained at all) when PE (0, 0) writes
+      tile u, at ``T_u + 2``; tile u-2's last PE wrote at ``T_(u-2) + rows + cols``, earlier iff
+      ``T_u - T_(u-2) >= rows + cols - 1``: two spacings of ``ceil((rows + cols - 1) / 2)``.
+
+    The drain is never further behind: PE (r, c) cannot write tile u-1 before tile u-2's row r
+    has left. Arrays with ``rows <= cols + 1`` need only ``cols``.
+    """
+    return max(cols, (rows + cols) // 2)
+
+
 class Accelerator(wiring.Component):
     """The MAC array with AXI4-Stream-compatible operand and result streams.
 
@@ -55,9 +76,10 @@ class Accelerator(wiring.Component):
     result stream's backpressure reaching back); no beat is lost, duplicated or reordered under
     any valid/ready pattern, and the results do not depend on the pattern (LFSRs advance only on
     real roundings). Two rules keep the array exact and deadlock-free, at the cost of idle steps:
-    a tile's last beat enters at least ``cols`` cycles after the previous tile's last beat (only
-    tiles with K < cols pay for it), and with the ``shared-adder`` PE one bubble follows each
-    chunk's last beat (the cycle in which every PE's adder does its outer add).
+    a tile's last beat enters at least :func:`tile_spacing` cycles after the previous tile's last
+    beat (``max(cols, ceil((rows + cols - 1) / 2))``; only tiles with a K below it pay for it), and
+    with the ``shared-adder`` PE one bubble follows each chunk's last beat (the cycle in which
+    every PE's adder does its outer add).
 
     Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 1`` cycles after
     its last operand beat is taken (``cols + 2`` with chunking on: the outer add); row r is ready r
@@ -91,11 +113,12 @@ class Accelerator(wiring.Component):
         en = Signal()
         m.d.comb += en.eq(~array.stall)
 
-        # Spacing of tile ends: array cycles since the last tile's last beat, saturating at C.
-        gap = Signal(range(C + 1), init=C)
+        # Spacing of tile ends: array cycles since the last tile's last beat, saturating at G.
+        G = tile_spacing(R, C)
+        gap = Signal(range(G + 1), init=G)
         bubble = Signal()  # shared-adder PE: this cycle must stay empty
         take = Signal()
-        m.d.comb += take.eq(en & ~bubble & ((gap >= C) | ~self.s_axis_a_tlast))
+        m.d.comb += take.eq(en & ~bubble & ((gap >= G) | ~self.s_axis_a_tlast))
         fire = Signal()
         m.d.comb += [
             fire.eq(self.s_axis_a_tvalid & self.s_axis_b_tvalid & take),
@@ -105,7 +128,7 @@ class Accelerator(wiring.Component):
             array.a.eq(self.s_axis_a_tdata), array.b.eq(self.s_axis_b_tdata),
         ]
         with m.If(en):
-            m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < C, gap + 1, gap)))
+            m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < G, gap + 1, gap)))
         if cfg.pe == "shared-adder" and cfg.chunk is not None:
             count = Signal(range(max(cfg.chunk, 2)))
             chunk_end = Signal()

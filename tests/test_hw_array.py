@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from fp8mac.hw.top import Accelerator
+from fp8mac.hw.top import Accelerator, tile_spacing
 from fp8mac.model.config import MacConfig
 from fp8mac.model.gemm import mac_gemm
 from fp8mac.sim.tiler import assemble, tiles
@@ -96,10 +96,10 @@ def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_0
     return assemble(got, a.shape[0], b.shape[1], config), cycles[0]
 
 
-def check(config, m, k, n, seed, p_idle=(0.3, 0.3, 0.3), specials=False):
+def check(config, m, k, n, seed, p_idle=(0.3, 0.3, 0.3), specials=False, max_cycles=200_000):
     rng = np.random.default_rng(seed)
     a, b = random_operands(rng, config, m, k, n, specials)
-    got, _ = run_accelerator(config, a, b, seed, p_idle)
+    got, _ = run_accelerator(config, a, b, seed, p_idle, max_cycles)
     want = mac_gemm(a, b, config)
     bad = np.argwhere(got != want)
     assert bad.size == 0, (
@@ -144,6 +144,26 @@ def test_result_backpressure_heavy(pe, seed):
     not draw on stalled cycles (both roundings stochastic, so a stray draw changes results)."""
     cfg = MacConfig(rows=2, cols=3, chunk=2, inner_rounding="stochastic", rbits=4, pe=pe)
     check(cfg, 6, 3, 6, seed=seed, p_idle=(0, 0, 0.9))
+
+
+@pytest.mark.parametrize("rows,cols,k,chunk,p_idle", [
+    (4, 1, 1, None, (0, 0, 0)),        # the smallest array that used to deadlock
+    (6, 2, 1, 2, (0, 0, 0)),
+    (7, 3, 2, 4, (0, 0, 0)),
+    (5, 2, 2, 1, (0.2, 0.2, 0.5)),     # backpressure: the drain falls behind
+    (8, 1, 1, 2, (0, 0, 0.7)),
+])
+def test_tall_array_short_tiles(rows, cols, k, chunk, p_idle, seed):
+    """Arrays taller than wide (rows >= cols + 2) with tiles shorter than the array: the tile
+    spacing must cover the drain of the tile before last (hw.top.tile_spacing), or a stall
+    freezes a row the drain is waiting for and the array deadlocks (a timeout here)."""
+    cfg = MacConfig(rows=rows, cols=cols, chunk=chunk)
+    check(cfg, 4 * rows, k, 3 * cols, seed=seed, p_idle=p_idle, max_cycles=3_000)
+
+
+def test_tile_spacing_values():
+    assert [tile_spacing(r, 4) for r in (1, 4, 5, 6, 7, 8)] == [4, 4, 4, 5, 5, 6]
+    assert tile_spacing(4, 1) == 2 and tile_spacing(16, 16) == 16
 
 
 def test_cycles_close_to_ideal(seed):

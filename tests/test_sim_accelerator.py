@@ -61,11 +61,10 @@ DESIGNS = QUICK_DESIGNS if TIER == "quick" else FULL_DESIGNS
 
 # Hardware bugs found by these tests and not fixed yet: (design id, workload) pairs left out of
 # test_accelerator, each with a strict xfail in test_known_hardware_bugs that fails once fixed.
-KNOWN_HW_BUGS = {
-    ("4x2-two-adder-chunk4-nearest", "k1"):
-        "deadlock: an array with rows >= cols + 2 hangs on three or more tiles with K <= cols "
-        "(no stalls needed; the same in Amaranth's simulator, e.g. rows=4, cols=1, M=4, K=1, N=3)",
-}
+KNOWN_HW_BUGS: dict[tuple[str, str], str] = {}
+# Fixed: ("4x2-two-adder-chunk4-nearest", "k1"), a deadlock of arrays with rows >= cols + 2 on
+# three or more tiles with K <= cols (fp8mac.hw.top.tile_spacing; tests/test_hw_array.py).
+
 
 COCOTB_TESTS = ["workloads", "fault_flipped_bit", "fault_dropped_beat", "reset_mid_tile"]
 """The cocotb tests of fp8mac.sim.tb_accelerator that every case runs (in one simulation)."""
