@@ -456,7 +456,8 @@ def _design(config: MacConfig, design) -> Path:
     :func:`ensure_design`'s."""
     if design is None:
         return ensure_design(config)
-    folder = Path(getattr(design, "manifest", Path(design) / "manifest.json")).parent
+    manifest = design.manifest if hasattr(design, "manifest") else Path(design) / "manifest.json"
+    folder = Path(manifest).parent
     found = MacConfig.from_dict(load_manifest(folder / "manifest.json")["config"])
     if found != config:
         raise ValueError(f"design: {folder} holds a different configuration ({found}) than "
@@ -466,7 +467,8 @@ def _design(config: MacConfig, design) -> Path:
 
 def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "verilator", *,
                           design=None, out_dir=None, seed: int | None = None,
-                          pauses=("none", "none", "none"), waves: bool | None = None):
+                          pauses=("none", "none", "none"), waves: bool | None = None,
+                          quiet: bool = False):
     """Run ``A @ B`` on the generated array in a simulator, checked against the golden model.
 
     Builds the design for ``sim`` (cached) and runs the cocotb test ``gemm`` of
@@ -496,6 +498,9 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
     waves : bool, optional
         Record FST waves (default: the ``WAVES`` environment variable); the path is printed and
         returned in the statistics.
+    quiet : bool
+        Simulator output to log files instead of the terminal (see
+        :func:`fp8mac.sim.runner.build_and_test`).
 
     Returns
     -------
@@ -537,7 +542,7 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
                                  "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
                                  build_dir=None if out_dir is None else Path(out_dir) / sim,
                                  testcase="gemm", extra_env=env, waves=waves, seed=seed,
-                                 expect_tests=1)
+                                 expect_tests=1, quiet=quiet)
         with np.load(job / "result.npz") as out:
             codes = out["codes"]
     finally:

@@ -270,7 +270,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
                    name: str | None = None, build_dir=None, testcase=None, extra_env=None,
                    waves: bool | None = None, parameters=None, build_args=(),
                    expect_tests: int | None = None, seed: int | None = None,
-                   internals: bool = False) -> SimResults:
+                   internals: bool = False, quiet: bool = False) -> SimResults:
     """Build ``verilog_sources`` for ``sim`` and run the cocotb tests in ``test_module`` on ``top``.
 
     Parameters
@@ -304,6 +304,9 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     internals : bool
         Verilator: let cocotb see every internal signal, not only the top module's (Icarus
         always does). Waves always record everything.
+    quiet : bool
+        Write the build's and the simulation's output to ``build.log`` and ``sim.log`` (named
+        in any failure's message) instead of the terminal, and do not print the seed.
 
     Returns
     -------
@@ -331,7 +334,8 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
         seed = _seed_from_env()
     if seed is None:
         seed = secrets.randbelow(2**32)
-    print(f"{SEED_ENV}={seed}  ({sim}, {test_module})", flush=True)
+    if not quiet:
+        print(f"{SEED_ENV}={seed}  ({sim}, {test_module})", flush=True)
 
     waves = os.environ.get("WAVES", "0").strip() not in ("", "0") if waves is None else bool(waves)
     sources = [Path(s).resolve() for s in verilog_sources]
@@ -357,6 +361,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     args += list(build_args)
 
     runner = _icarus_runner() if sim == "icarus" else get_runner(sim)
+    build_log = build_dir / "build.log" if quiet else None
     build_seconds = 0.0
     with _locked(build_dir):
         key = _build_key(sim, sources, top, args, parameters, waves)
@@ -370,10 +375,11 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
                 with _environ(objcache if sim == "verilator" else {}):
                     runner.build(sources=[_tagged(s) for s in sources], hdl_toplevel=top,
                                  build_dir=build_dir, parameters=parameters, build_args=args,
-                                 timescale=TIMESCALE, waves=waves, always=True)
+                                 timescale=TIMESCALE, waves=waves, always=True,
+                                 log_file=build_log)
             except (RuntimeError, SystemExit) as exc:
-                raise SimulationFailed(f"{sim} build of {top} failed ({exc}); see the log above"
-                                       ) from None
+                raise SimulationFailed(f"{sim} build of {top} failed ({exc}); see "
+                                       + (str(build_log) if quiet else "the log above")) from None
             stamp.write_text(key)
             build_seconds = time.perf_counter() - start
 
@@ -390,6 +396,7 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     env = {SEED_ENV: str(seed), METRICS_ENV: str(metrics_json)}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     wave_file = test_dir / f"{top}{wave_suffix}" if waves else None
+    sim_log = test_dir / "sim.log" if quiet else None
     plusargs, test_args = [], []
     if wave_file is not None:
         if sim == "icarus":
@@ -408,19 +415,19 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
                         build_dir=build_dir, test_dir=test_dir, test_filter=test_filter,
                         seed=seed, extra_env=env, waves=waves, parameters=parameters,
                         timescale=TIMESCALE, results_xml=str(results_xml), plusargs=plusargs,
-                        test_args=test_args)
+                        test_args=test_args, log_file=sim_log)
         except SystemExit as exc:  # cocotb_tools exits when a test fails or the simulator crashes
             crashed = exc.code
         test_seconds = time.perf_counter() - start
         tests, failed = _failures(results_xml) if results_xml.is_file() else (None, None)
         metrics = json.loads(metrics_json.read_text()) if metrics_json.is_file() else {}
-    if wave_file is not None:
+    if wave_file is not None and not quiet:
         print(f"waves: {wave_file}", flush=True)
 
-    rerun = f"rerun with {SEED_ENV}={seed}"
+    rerun = f"rerun with {SEED_ENV}={seed}" + (f"; log: {sim_log}" if quiet else "")
     if tests is None:
         raise SimulationFailed(f"{sim}: simulation of {top} ended without results (exit status "
-                               f"{crashed}); {rerun}; see the log above")
+                               f"{crashed}); {rerun}" + ("" if quiet else "; see the log above"))
     if failed:
         raise SimulationFailed(f"{sim}: {len(failed)} of {tests} cocotb tests failed ({rerun}):\n  "
                                + "\n  ".join(failed))
