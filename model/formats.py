@@ -155,7 +155,8 @@ class FloatFormat:
 
     @property
     def max_value(self) -> float:
-        return float(self.decode(self.max_code))
+        """The largest finite value, ``max_sig * 2**(emax - man_bits)`` (exact in float64)."""
+        return float(self.max_sig) * 2.0 ** (self.emax - self.man_bits)
 
     @property
     def min_normal(self) -> float:

@@ -6,9 +6,12 @@ Sections (each replaced in place, see scripts/benchlib.py):
   rounding) in million MACs per second, next to NumPy's float32 matmul in the same run.
 * ``array``: cycles per tile of the Accelerator in Amaranth's simulator, against the ideal, for
   both PE variants.
-* further sections from the simulation and synthesis scripts, when present.
+* ``sim``: simulated MACs per second of the default 8 x 8 array driven by cocotb, on Verilator
+  and on Icarus, the same workload in one run, with the share of time spent in Python; and the
+  rate of one simulated MAC step (the arithmetic testbench) on both simulators.
 
-Run a subset with ``python scripts/bench.py model array``.
+``make bench`` then runs ``scripts/synth_compare.py`` (the ``synth`` section). Run a subset with
+``python scripts/bench.py model array sim``.
 """
 
 from __future__ import annotations
@@ -77,7 +80,58 @@ def bench_array():
     update_section("array", "\n".join(body))
 
 
-SECTIONS = {"model": bench_model, "array": bench_array}
+def bench_sim(repeat=3):
+    """Accelerator throughput under cocotb on both simulators (``simulator_throughput``, medians
+    of ``repeat`` runs, side by side), and the MAC-step testbench's rate on both."""
+    import statistics
+
+    from fp8mac.model import MacConfig
+    from fp8mac.sim.accel_bench import ensure_design, simulator_throughput
+    from fp8mac.sim.arith_harness import measure_mac_rate
+
+    config = MacConfig()
+    design = ensure_design(config)
+    sims = ("verilator", "icarus")
+    runs = {sim: [] for sim in sims}
+    for i in range(repeat):  # interleaved, so both simulators see the same machine load
+        for row in simulator_throughput(config, sims=sims, seed=i, design=design):
+            runs[row["sim"]].append(row)
+
+    def med(sim, key):
+        return statistics.median(r[key] for r in runs[sim])
+
+    first = runs["verilator"][0]
+    body = ["## Simulation throughput", "",
+            f"The default array ({first['array']}, chunk 64, stochastic outer rounding) driven by "
+            f"cocotb 2.1 at full rate (no pauses), workload `{first['workload']}` "
+            f"({' x '.join(map(str, first['mkn']))}, every result checked against the golden "
+            f"model), medians of {repeat} runs interleaved on both simulators ({machine()}). "
+            "Python's share: the run's time minus the time the simulator alone takes for as many "
+            "cycles (measured in the same process), over the run's time. Goal: >= 1 M MAC/s on "
+            "Verilator.", "",
+            "| simulator | M MAC/s | k cycles/s | MAC/s per CPU s | Python share | vs Icarus |",
+            "|---|---:|---:|---:|---:|---:|"]
+    icarus = med("icarus", "macs_per_second")
+    for sim in sims:
+        rate = med(sim, "macs_per_second")
+        body.append(f"| {sim} | {rate / 1e6:.2f} | {med(sim, 'cycles_per_second') / 1e3:.1f} | "
+                    f"{med(sim, 'macs_per_cpu_second') / 1e6:.2f} M | "
+                    f"{med(sim, 'python_share'):.0%} | {rate / icarus:.1f}x |")
+    v_share = med("verilator", "python_share")
+    v_rate = med("verilator", "macs_per_second")
+    body += ["", f"On Verilator {v_share:.0%} of the time is cocotb and Python: with the "
+             f"simulator alone the same cycles would run at {v_rate / max(1 - v_share, 1e-9) / 1e6:.1f} "
+             "M MAC/s; the per-cycle Python cost is the limit."]
+    steps = {sim: statistics.median(measure_mac_rate(sim, 20000, "stochastic") for _ in range(repeat))
+             for sim in sims}
+    body += ["", "One MAC step (FP8 x FP8 + fp16_ibm, stochastic rounding, `sim/tb_arith.py`), "
+             "cases per CPU second, every case checked: "
+             + ", ".join(f"{sim} {steps[sim] / 1e3:.1f} k" for sim in sims)
+             + f" ({steps['verilator'] / steps['icarus']:.1f}x)."]
+    update_section("sim", "\n".join(body))
+
+
+SECTIONS = {"model": bench_model, "array": bench_array, "sim": bench_sim}
 
 
 def main(argv):
