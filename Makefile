@@ -10,8 +10,8 @@ STAMP  := $(VENV)/.fp8mac-installed
 SYSSTAMP := $(VENV)/.fp8mac-sysdeps
 PYTEST := $(PY) -m pytest
 export PYTHONWARNINGS := error
-# Debian packages the simulations and the ASIC flow need.
-APT_PACKAGES := iverilog qflow-tech-osu018
+# Debian packages the simulations and the ASIC flow need (liblz4-dev: Verilator's FST waves).
+APT_PACKAGES := iverilog qflow-tech-osu018 liblz4-dev
 
 .PHONY: all install sysdeps test demo bench regress synth clean
 
@@ -32,6 +32,7 @@ install: $(STAMP) $(SYSSTAMP)
 $(SYSSTAMP): | $(PY)
 	@missing=""; command -v iverilog >/dev/null || missing="$$missing iverilog"; \
 	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing qflow-tech-osu018"; \
+	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
 	if [ -z "$$missing" ]; then touch $@; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "fp8mac: installing Debian packages:$$missing"; \
