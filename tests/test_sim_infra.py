@@ -48,6 +48,29 @@ def test_failing_cocotb_test_fails(sim, slice_verilog):
                        testcase="deliberate_failure")
 
 
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_waves_are_written_and_named(sim, slice_verilog, tmp_path, capsys):
+    """WAVES=1 (here waves=True): an FST file (VCD on Verilator without liblz4) that holds the
+    top's ports, and its path printed; quiet=True logs to files instead and names no path."""
+    results = build_and_test([slice_verilog], TOP, MODULE, sim=sim, name="selftest-waves",
+                             build_dir=tmp_path / sim, testcase="lost_beat_timeout", waves=True)
+    wave = results.waves
+    assert wave is not None and wave.is_file() and wave.stat().st_size > 100
+    if wave.suffix == ".fst":
+        assert wave.read_bytes()[0] == 0  # FST header block type
+    else:
+        assert sim == "verilator" and b"s_axis_tvalid" in wave.read_bytes()
+    assert f"waves: {wave}" in capsys.readouterr().out
+
+
+def test_quiet_run_logs_to_files(slice_verilog, tmp_path, capsys):
+    build_and_test([slice_verilog], TOP, MODULE, sim="icarus", name="selftest-quiet",
+                   build_dir=tmp_path, testcase="lost_beat_timeout", quiet=True)
+    assert "FP8MAC_SEED" not in capsys.readouterr().out
+    (log,) = tmp_path.glob("run/*/sim.log")
+    assert "lost_beat_timeout" in log.read_text()
+
+
 def test_wrong_test_count_fails(slice_verilog):
     with pytest.raises(SimulationFailed, match="1 cocotb tests ran .* expected 2"):
         build_and_test([slice_verilog], TOP, MODULE, sim="icarus", name="selftest",
