@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import fraction_ref as ref
+from test_model_lfsr import reference_stream_seed  # the documented seed function, written out
 from fp8mac.model import FORMATS, FloatFormat, MacConfig, mac_gemm
 from fp8mac.model import layers
 from fp8mac.model.lfsr import TAPS
@@ -39,20 +40,6 @@ class BitSerialLfsr:
             fb = sum((self.state >> (t - 1)) & 1 for t in TAPS[self.width]) & 1
             self.state = ((self.state << 1) | fb) & ((1 << self.width) - 1)
         return self.state & ((1 << rbits) - 1)
-
-
-def _mix64(x):
-    """SplitMix64's output function (published constants; see test_model_lfsr.py)."""
-    m = 2**64 - 1
-    x &= m
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
-    return x ^ (x >> 31)
-
-
-def reference_stream_seed(seed, row, col, stream, width):
-    """model/lfsr.py's documented seed function, written out."""
-    return (_mix64(_mix64(seed) + ((row << 40) | (col << 20) | stream)) & ((1 << width) - 1)) or 1
 
 
 @functools.lru_cache(maxsize=None)
