@@ -532,7 +532,9 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
     if len(pauses) != 3 or any(p not in PAUSES for p in pauses):
         raise ValueError(f"pauses must be three of {', '.join(PAUSES)} (A, B, C), not {pauses!r}")
     folder = _design(config, design)
-    job = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=build_root()))
+    jobs = build_root() / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    job = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=jobs))
     try:
         np.savez(job / "operands.npz", a=a, b=b)
         env = {MANIFEST_ENV: str(folder / "manifest.json"), "FP8MAC_PAUSES": ",".join(pauses),
