@@ -18,6 +18,8 @@ Definition (the hardware :class:`fp8mac.hw.lfsr.Lfsr` implements exactly this):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["TAPS", "Lfsr", "tap_mask", "lfsr_step", "leap_columns", "stream_seed",
@@ -95,23 +97,43 @@ def leap_columns(width: int, steps: int) -> list[int]:
     return cols
 
 
-def _apply_columns(cols: list[int], states: np.ndarray) -> np.ndarray:
-    """Apply a GF(2) map given as columns to an array of uint64 states (byte lookup tables)."""
-    width = len(cols)
-    out = np.zeros(states.shape, dtype=np.uint64)
-    for b in range(0, width, 8):
-        n = min(8, width - b)
-        table = np.zeros(1 << n, dtype=np.uint64)
+@lru_cache(maxsize=512)
+def _byte_tables(cols: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Look-up tables of a GF(2) map given as columns: table ``i`` maps byte ``i`` of a state to
+    its image (cached: a leap map is applied again for every GEMM of the same configuration)."""
+    tables = []
+    for b in range(0, len(cols), 8):
+        n = min(8, len(cols) - b)
+        table = [0] * (1 << n)
         for v in range(1, 1 << n):
             low = (v & -v).bit_length() - 1
-            table[v] = int(table[v & (v - 1)]) ^ cols[b + low]
-        out ^= table[(states >> np.uint64(b)) & np.uint64((1 << n) - 1)]
+            table[v] = table[v & (v - 1)] ^ cols[b + low]
+        array = np.array(table, dtype=np.uint64)
+        array.flags.writeable = False
+        tables.append(array)
+    return tuple(tables)
+
+
+def _apply_columns(cols, states: np.ndarray) -> np.ndarray:
+    """Apply a GF(2) map given as columns to an array of uint64 states (byte lookup tables)."""
+    out = np.zeros(states.shape, dtype=np.uint64)
+    for i, table in enumerate(_byte_tables(tuple(cols))):
+        out ^= table[(states >> np.uint64(8 * i)) & np.uint64(len(table) - 1)]
     return out
 
 
-def _compose(cols_a: list[int], cols_b: list[int]) -> list[int]:
+def _compose(cols_a, cols_b) -> tuple[int, ...]:
     """Columns of the map ``A after B``."""
-    return [int(x) for x in _apply_columns(cols_a, np.array(cols_b, dtype=np.uint64))]
+    return tuple(int(x) for x in _apply_columns(cols_a, np.array(cols_b, dtype=np.uint64)))
+
+
+@lru_cache(maxsize=1024)
+def _leap_power(width: int, steps: int, k: int) -> tuple[int, ...]:
+    """Columns of the ``steps * 2**k``-step map (cached, built by squaring)."""
+    if k == 0:
+        return tuple(leap_columns(width, steps))
+    half = _leap_power(width, steps, k - 1)
+    return _compose(half, half)
 
 
 def _mix64(x: int) -> int:
@@ -152,15 +174,13 @@ def state_sequence(seeds, width: int, steps: int, n: int) -> np.ndarray:
     out = np.empty((n,) + seeds.shape, dtype=np.uint64)
     if n == 0:
         return out
-    power = leap_columns(width, steps)  # A**done, done = 1
-    out[0] = _apply_columns(power, seeds)
-    done = 1
+    out[0] = _apply_columns(_leap_power(width, steps, 0), seeds)
+    done, doublings = 1, 0  # out[:done] known; the leap map A**done is _leap_power(.., doublings)
     while done < n:
         k = min(done, n - done)
-        out[done:done + k] = _apply_columns(power, out[:k])
+        out[done:done + k] = _apply_columns(_leap_power(width, steps, doublings), out[:k])
         done += k
-        if done < n:
-            power = _compose(power, power)
+        doublings += 1
     return out
 
 

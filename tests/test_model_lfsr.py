@@ -87,6 +87,21 @@ def test_step_matches_reference(rng):
         assert got == reference_states(s, width, 3 * width)
 
 
+def test_draws_same_with_cold_and_warm_leap_caches():
+    # state_sequence caches its leap maps and their byte tables across calls: a long sequence
+    # after a short one (and the reverse) must still follow the reference.
+    from fp8mac.model import lfsr as lfsr_module
+    seeds = np.array([1, 0xDEADBEEF], dtype=np.uint64)
+    want = [reference_draws(int(s), 32, 5, 300) for s in seeds]
+    for order in ((7, 300), (300, 7)):
+        lfsr_module._leap_power.cache_clear()
+        lfsr_module._byte_tables.cache_clear()
+        for n in order:
+            got = draw_sequences(seeds, 32, 5, n)
+            for k in range(len(seeds)):
+                assert got[:, k].tolist() == want[k][:n]
+
+
 def test_draws_of_zero_length():
     lf = Lfsr(32, 12345)
     assert lf.draws(0, 8).shape == (0,) and lf.state == 12345
