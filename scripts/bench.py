@@ -82,7 +82,7 @@ def bench_array():
     update_section("array", "\n".join(body))
 
 
-def bench_sim(repeat=3):
+def bench_sim(repeat=5):
     """Accelerator throughput under cocotb on both simulators (``simulator_throughput``, medians
     of ``repeat`` runs, side by side), and the MAC-step testbench's rate on both."""
     import statistics
@@ -121,9 +121,12 @@ def bench_sim(repeat=3):
                     f"{med(sim, 'python_share'):.0%} | {rate / icarus:.1f}x |")
     v_share = med("verilator", "python_share")
     v_rate = med("verilator", "macs_per_second")
-    body += ["", f"On Verilator {v_share:.0%} of the time is cocotb and Python: with the "
-             f"simulator alone the same cycles would run at {v_rate / max(1 - v_share, 1e-9) / 1e6:.1f} "
-             "M MAC/s; the per-cycle Python cost is the limit."]
+    verdict = ("goal met" if v_rate >= 1e6 else
+               f"the goal is missed by {1 - v_rate / 1e6:.0%}")
+    body += ["", f"On Verilator {v_rate / 1e6:.2f} M MAC/s: {verdict}. {v_share:.0%} of the time "
+             "is cocotb and Python: with the simulator alone the same cycles would run at "
+             f"{v_rate / max(1 - v_share, 1e-9) / 1e6:.1f} M MAC/s, so the per-cycle Python cost "
+             "(cocotb's scheduler and the stream drivers) is the limit."]
     steps = {sim: statistics.median(measure_mac_rate(sim, 20000, "stochastic") for _ in range(repeat))
              for sim in sims}
     body += ["", "One MAC step (FP8 x FP8 + fp16_ibm, stochastic rounding, `sim/tb_arith.py`), "

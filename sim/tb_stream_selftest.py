@@ -10,6 +10,10 @@ second beat.
   a duplicated beat, a wrong ``tlast``) must make the scoreboard raise, with a message naming
   the beat, tile and element. These prove the checks can fail.
 - ``lost_beat_timeout``: waiting for a beat that never comes ends with an error, not a hang.
+- ``port_access``: :func:`~fp8mac.sim.axis.port_access` writes and reads 64-bit values exactly
+  (top bit, bottom bit, zero), the driver rejects a ``tdata`` wider than its port, and which
+  access path the simulator got is recorded (the pytest side expects the direct one on
+  Verilator).
 - ``rate``: beats per CPU second with no pauses, recorded as a metric.
 - ``deliberate_failure``: fails on purpose (a scoreboard expecting other data); run alone by the
   pytest side to prove that a failing cocotb test fails the pytest test.
@@ -22,7 +26,10 @@ import time
 import cocotb
 import numpy as np
 
-from fp8mac.sim.axis import StreamDriver, StreamSink, reset, start_clock
+from cocotb.triggers import ClockCycles
+
+from fp8mac.sim import axis
+from fp8mac.sim.axis import StreamDriver, StreamSink, port_access, reset, start_clock
 from fp8mac.sim.pause import PAUSES, pause_generator
 from fp8mac.sim.runner import record_metric, test_seed
 from fp8mac.sim.scoreboard import Scoreboard, ScoreboardMismatch
@@ -150,6 +157,30 @@ async def lost_beat_timeout(dut):
         assert "m_axis: 10 of 11 beats after 100 cycles" in str(exc), str(exc)
     else:
         raise AssertionError("wait_for(11) returned with only 10 beats sent")
+
+
+@cocotb.test()
+async def port_access_exact(dut):
+    """port_access round-trips 64-bit values; send_nowait rejects values wider than tdata."""
+    start_clock(dut)
+    port = dut.s_axis_tdata
+    get, put = port_access(port)
+    record_metric("direct_port_access", axis._direct_gpi(port) is not None)
+    for value in (0, 1, 1 << 63, (1 << 64) - 1, 0x8000_0001_F00D_0002):
+        put(value)
+        await ClockCycles(dut.clk, 1)
+        assert int(get(), 2) == value, (get(), value)
+        assert port.value.to_unsigned() == value, (str(port.value), value)
+    driver = StreamDriver(dut, "s_axis")
+    for bad in (1 << 64, -1):
+        try:
+            driver.send_nowait([5, bad])
+        except ValueError as exc:
+            assert f"s_axis: tdata {bad} does not fit the port's 64 bits" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"send_nowait accepted tdata {bad} on a 64-bit port")
+    assert driver.pending == 0, driver.pending  # nothing of a rejected call was queued
+    driver.stop()
 
 
 @cocotb.test()
