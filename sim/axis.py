@@ -122,6 +122,13 @@ def _port(dut, prefix: str, name: str, required: bool = True):
         return None
 
 
+def _stream_ports(dut, prefix: str):
+    """The handles of ``<prefix>_tdata``, ``_tvalid``, ``_tready`` and ``_tlast`` (None when the
+    stream has no tlast)."""
+    return (_port(dut, prefix, "tdata"), _port(dut, prefix, "tvalid"), _port(dut, prefix, "tready"),
+            _port(dut, prefix, "tlast", required=False))
+
+
 class StreamDriver:
     """Drives beats into an AXI4-Stream slave port (``<prefix>_tdata/tvalid/tready/tlast``).
 
@@ -148,10 +155,7 @@ class StreamDriver:
     def __init__(self, dut, prefix: str, clk=None, *, pause: Iterable[bool] | None = None):
         self.name = prefix
         self._clk = dut.clk if clk is None else clk
-        self._tdata = _port(dut, prefix, "tdata")
-        self._tvalid = _port(dut, prefix, "tvalid")
-        self._tready = _port(dut, prefix, "tready")
-        self._tlast = _port(dut, prefix, "tlast", required=False)
+        self._tdata, self._tvalid, self._tready, self._tlast = _stream_ports(dut, prefix)
         self._get_ready = port_access(self._tready)[0]
         self._ready_name = f"{prefix}_tready"
         self._put_data = port_access(self._tdata)[1]
@@ -277,10 +281,7 @@ class StreamMonitor:
                  callback: Callable[[int, int], None] | None = None):
         self.name = prefix
         self._clk = dut.clk if clk is None else clk
-        self._tdata = _port(dut, prefix, "tdata")
-        self._tvalid = _port(dut, prefix, "tvalid")
-        self._tready = _port(dut, prefix, "tready")
-        self._tlast = _port(dut, prefix, "tlast", required=False)
+        self._tdata, self._tvalid, self._tready, self._tlast = _stream_ports(dut, prefix)
         self._get_valid = port_access(self._tvalid)[0]
         self._get_ready = port_access(self._tready)[0]
         self._valid_name, self._ready_name = f"{prefix}_tvalid", f"{prefix}_tready"
