@@ -54,7 +54,8 @@ from pathlib import Path
 __all__ = [
     "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ICE40_DEVICE", "STAT_MARKER",
     "SynthError", "find_yosys", "yosys_version", "run_yosys", "parse_stat", "nand2_equivalents",
-    "liberty_cell_area", "io_shell", "synthesize", "format_markdown", "register",
+    "liberty_cell_area", "io_shell", "synthesize", "synthesize_block", "format_markdown",
+    "register",
 ]
 
 TARGETS = ("generic", "asic", "ice40")
@@ -660,6 +661,27 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
 
 # --- reports -------------------------------------------------------------------------------------
 
+def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None) -> dict:
+    """Generate one processing element (``block="pe"``, top ``<config.top>_pe``) or the whole
+    array top (``"array"``, top ``config.top``) of ``config`` as ``out_dir/<top>.v`` and
+    :func:`synthesize` it into ``out_dir``; returns the report."""
+    from .emit import emit_verilog
+
+    if block == "pe":
+        from .pe import ProcessingElement
+        top, component = f"{config.top}_pe", ProcessingElement(config)
+    elif block == "array":
+        from .top import Accelerator
+        top, component = config.top, Accelerator(config)
+    else:
+        raise ValueError(f"block must be pe or array, not {block!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{top}.v"
+    path.write_text(emit_verilog(component, top))
+    return synthesize(path, top, out_dir, targets, yosys, config=config)
+
+
 def _show(fig: dict, digits: int = 0) -> str:
     if fig.get("value") is None:
         return f"unavailable ({fig.get('unavailable', 'not measured')})"
@@ -742,7 +764,6 @@ def run(args) -> int:
 
     from fp8mac.sim.tools import ToolMissing
 
-    from .emit import emit_verilog
     from .generate import config_from_args
 
     config = config_from_args(args)
@@ -753,17 +774,12 @@ def run(args) -> int:
     except ToolMissing as exc:
         print(f"fp8mac: error: {exc}", file=sys.stderr)
         return 1
-    if args.block == "pe":
-        from .pe import ProcessingElement
-        top, component = f"{config.top}_pe", ProcessingElement(config)
-    else:
-        from .top import Accelerator
-        top, component = config.top, Accelerator(config)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{top}.v"
-    path.write_text(emit_verilog(component, top))
     try:
-        report = synthesize(path, top, out, targets, yosys, config=config)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+    try:
+        report = synthesize_block(config, args.block, out, targets, yosys)
     except (SynthError, ToolMissing) as exc:
         print(f"fp8mac: error: {exc}", file=sys.stderr)
         return 1

@@ -111,6 +111,12 @@ class MacConfig:
     def replace(self, **changes) -> "MacConfig":
         return dataclasses.replace(self, **changes)
 
+    def plain(self) -> "MacConfig":
+        """The conventional MAC this design is measured against: the same formats and array,
+        one accumulator (chunking off), every rounding to nearest. The error baselines of the
+        regressions and the demo, and the area baselines of the synthesis comparison."""
+        return self.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
+
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("in_format", "acc_format"):

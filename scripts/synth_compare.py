@@ -50,7 +50,6 @@ WORK = ROOT / "build" / "synth"
 REPORTS = ROOT / "reports"
 GOALS = {"fp16_fp32": 4.0, "fp32_fp32": 8.0}  # baseline area / default FP8 PE area, at least
 DEFAULT = MacConfig()
-NEAREST = dict(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
 NO_SUB = dict(in_format=dataclasses.replace(FORMATS["fp8_e5m2"], subnormals=False, name=None),
               acc_format=dataclasses.replace(FORMATS["fp16_ibm"], subnormals=False, name=None))
 
@@ -66,8 +65,12 @@ class Design:
     targets: tuple = ("generic", "asic")
 
 
-def _pe(key, label, **changes):
-    return Design(key, label, "pe", (DEFAULT.replace(**changes),), ("generic", "asic", "ice40"))
+def _pe(key, label, plain=False, **changes):
+    """The default PE with ``changes``; ``plain``: its conventional counterpart
+    (:meth:`MacConfig.plain`: no chunking, every rounding to nearest)."""
+    config = DEFAULT.replace(**changes)
+    return Design(key, label, "pe", (config.plain() if plain else config,),
+                  ("generic", "asic", "ice40"))
 
 
 PES = [
@@ -78,10 +81,10 @@ PES = [
     _pe("fp8_sr_inner", "... stochastic inner rounding too (2 LFSRs)", inner_rounding="stochastic"),
     _pe("fp8_lfsr16", "... 16-bit LFSR", lfsr_width=16),
     _pe("fp8_nosub", "... no subnormals (flush to zero)", **NO_SUB),
-    _pe("fp8_nochunk", "FP8 e5m2 -> fp16_ibm, no chunking, nearest", **NEAREST),
-    _pe("fp8_fp32", "FP8 e5m2 -> fp32, no chunking, nearest", acc_format="fp32", **NEAREST),
-    _pe("fp16_fp32", "FP16 x FP16 -> FP32 (baseline)", in_format="fp16", acc_format="fp32", **NEAREST),
-    _pe("fp32_fp32", "FP32 x FP32 -> FP32 (baseline)", in_format="fp32", acc_format="fp32", **NEAREST),
+    _pe("fp8_nochunk", "FP8 e5m2 -> fp16_ibm, no chunking, nearest", plain=True),
+    _pe("fp8_fp32", "FP8 e5m2 -> fp32, no chunking, nearest", plain=True, acc_format="fp32"),
+    _pe("fp16_fp32", "FP16 x FP16 -> FP32 (baseline)", plain=True, in_format="fp16", acc_format="fp32"),
+    _pe("fp32_fp32", "FP32 x FP32 -> FP32 (baseline)", plain=True, in_format="fp32", acc_format="fp32"),
 ]
 
 def _block(key, label, block, **kw):

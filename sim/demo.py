@@ -23,26 +23,22 @@ import numpy as np
 from fp8mac.model.config import MacConfig
 from fp8mac.model.layers import gemm_layer
 from fp8mac.model.workloads import digits_mlp_gemms, train_digits_mlp
+from fp8mac.sim.runner import SIMULATORS, SimulationFailed
+from fp8mac.sim.workloads import errors
 
 ROOT = Path(__file__).resolve().parent.parent
-SIMULATORS = ("verilator", "icarus")
 
-__all__ = ["run_demo", "SIMULATORS"]
+__all__ = ["run_demo"]
 
 
-def _pe_area(config: MacConfig, out_dir: Path, label: str):
+def _pe_area(config: MacConfig, out_dir: Path):
     """``(asic report, None)`` for one PE of ``config``, or ``(None, reason)``."""
-    from fp8mac.hw.emit import emit_verilog
-    from fp8mac.hw.pe import ProcessingElement
-    from fp8mac.hw.synth import SynthError, synthesize
+    from fp8mac.hw.synth import SynthError, synthesize_block
+    from fp8mac.sim.tools import ToolMissing
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    top = f"pe_{label}"
-    path = out_dir / f"{top}.v"
-    path.write_text(emit_verilog(ProcessingElement(config), top))
     try:
-        report = synthesize(path, top, out_dir / label, targets=("asic",), config=config)
-    except (SynthError, OSError) as exc:
+        report = synthesize_block(config, "pe", out_dir, targets=("asic",))
+    except (SynthError, ToolMissing, OSError) as exc:
         return None, str(exc).strip().splitlines()[0]
     return report["asic"], None
 
@@ -84,7 +80,6 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
         f"{mlp.accuracy(xte, yte):.3f}; one training step on a batch of {batch}, quantized to "
         f"{config.in_format.label}")
     gemms = digits_mlp_gemms(mlp, xtr[:batch], ytr[:batch])
-    plain = config.replace(chunk=None, inner_rounding="nearest")
     out(f"3. each GEMM on {sim} (cocotb, random pauses on all three streams), every result code "
         "compared with the golden model:")
     out(f"   {'GEMM':<16} {'M x K x N':>15} {'cycles':>8} {'MAC/s':>8}  {'bit-exact':<9} "
@@ -92,16 +87,11 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
     all_exact, waves = True, []
     for i, (name, (a, b)) in enumerate(gemms.items()):
         layer = gemm_layer(name, a, b, config)
-        layer_plain = gemm_layer(name, a, b, plain)
         try:
             got, stats = run_gemm_on_simulator(config, layer.a_codes, layer.b_codes, sim=sim,
                                                design=gen, out_dir=work / "sim", seed=seed + i,
                                                pauses=("random",) * 3, quiet=True)
-        except Exception as exc:  # noqa: BLE001 - reported, and the demo fails
-            from fp8mac.sim.runner import SimulationFailed
-
-            if not isinstance(exc, SimulationFailed):
-                raise
+        except SimulationFailed as exc:  # reported, and the demo fails
             out(f"   {name}: FAILED: {exc}")
             all_exact = False
             continue
@@ -109,23 +99,24 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
         all_exact &= exact
         if stats.get("waves"):
             waves.append(stats["waves"])
+        err = errors(layer, got, config)  # the simulator's codes, and plain accumulation's
         m, k, n = layer.shape
         out(f"   {name:<16} {f'{m} x {k} x {n}':>15} {stats['cycles']:>8} "
             f"{_rate(stats['macs_per_second']):>8}  {'yes' if exact else 'NO':<9} "
-            f"{layer_plain.rel_error():>9.2e} {layer.rel_error():>11.2e}")
+            f"{err['plain_vs_fp32_quantized']:>9.2e} {err['vs_fp32_quantized']:>11.2e}")
     out("   err: relative (Frobenius) error against FP32 accumulation of the same FP8 operands;")
     out(f"   'plain': all K products in one {config.acc_format.label} sum, nearest rounding; "
-        f"'chunked': this array")
+        f"'chunked': this array's results")
     out(f"   (chunks of {config.chunk}, {config.outer_rounding} rounding of the chunk sums).")
     out("   waves: " + (", ".join(waves) if waves else "rerun with WAVES=1 make demo"))
     if synth:
         out("4. area of one processing element (Yosys + OSU 0.18 um standard cells):")
-        base = MacConfig(in_format="fp16", acc_format="fp32", chunk=None,
-                         inner_rounding="nearest", outer_rounding="nearest")
+        # the baseline of reports/area.md (scripts/synth_compare.py, "fp16_fp32")
+        base = MacConfig(in_format="fp16", acc_format="fp32").plain()
         areas = {}
         for label, what, cfg in (("fp8_default", "this array's PE", config),
                                  ("fp16_fp32", "FP16 x FP16 -> FP32 PE", base)):
-            asic, why = _pe_area(cfg, work / "area", label)
+            asic, why = _pe_area(cfg, work / "area" / label)
             if asic is None:
                 out(f"   {what}: not available ({why})")
                 continue

@@ -38,8 +38,7 @@ from fp8mac.model.layers import LayerGemm, conv2d_forward, gemm_layer, operand_t
 from fp8mac.model.workloads import digits_conv_operands, digits_mlp_gemms, train_digits_mlp
 
 __all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "build_workload", "code_gemm", "corner_codes",
-           "errors", "error_table", "plain_config",
-           "nearest_config"]
+           "errors", "error_table", "nearest_config"]
 
 SIZES = {
     # MLP batch, conv images and filters, random GEMMs' extra rows/cols beyond whole tiles
@@ -184,12 +183,6 @@ def build_workload(name: str, config: MacConfig, seed: int, size: str = "quick")
     return WORKLOADS[name](config, np.random.default_rng([int(seed), salt]), size)
 
 
-def plain_config(config: MacConfig) -> MacConfig:
-    """The baseline the paper beats: the same formats, one plain accumulator (chunking off),
-    round to nearest."""
-    return config.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
-
-
 def nearest_config(config: MacConfig) -> MacConfig:
     """The same chunking, every rounding to nearest: what chunking alone gives."""
     return config.replace(inner_rounding="nearest", outer_rounding="nearest")
@@ -201,14 +194,14 @@ def errors(layer: LayerGemm, result_codes, config: MacConfig) -> dict[str, float
 
     Returns ``vs_fp32_quantized`` (against FP32 accumulation of the same FP8 operands: the
     accumulation error alone), ``vs_fp32`` (against FP32 on the unquantized operands:
-    quantization plus accumulation), ``plain_vs_fp32_quantized`` (:func:`plain_config`: one
+    quantization plus accumulation), ``plain_vs_fp32_quantized`` (:meth:`MacConfig.plain`: one
     FP16 sum, nearest) and ``nearest_vs_fp32_quantized`` (:func:`nearest_config`: the same
     chunks, nearest). NaN where a result or a reference is not finite.
     """
     scale = 1.0 / (layer.scale_a * layer.scale_b)
     cases = [("vs_fp32_quantized", result_codes, "fp32_quantized"),
              ("vs_fp32", result_codes, "fp32")]
-    for key, baseline in (("plain", plain_config), ("nearest", nearest_config)):
+    for key, baseline in (("plain", MacConfig.plain), ("nearest", nearest_config)):
         codes = mac_gemm(layer.a_codes, layer.b_codes, baseline(config))
         cases.append((f"{key}_vs_fp32_quantized", codes, "fp32_quantized"))
     out = {}

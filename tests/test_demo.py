@@ -37,6 +37,13 @@ def test_demo_bad_arguments(args, name):
     assert name in r.stderr and "Traceback" not in r.stderr
 
 
+def test_demo_bad_batch_names_what_is_allowed():
+    r = subprocess.run([sys.executable, "-m", "fp8mac.hw", "demo", "--batch", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr == "fp8mac: error: --batch must be at least 1, not 0\n"
+
+
 def test_run_demo_rejects_bad_values():
     from fp8mac.sim.demo import run_demo
 

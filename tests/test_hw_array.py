@@ -174,6 +174,9 @@ def test_cycles_close_to_ideal(seed):
     _, cycles = run_accelerator(cfg, a, b, seed, (0, 0, 0))
     ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
+    # Exactly: one step per cycle (T K), then the last tile's first result cols + 2 cycles after
+    # its last beat (chunking on; test_first_result_latency) and its rows result beats.
+    assert cycles == 4 * 16 + (cfg.cols + 2) + cfg.rows - 1, cycles
 
 
 @pytest.mark.parametrize("chunk", [None, 4])

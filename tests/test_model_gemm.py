@@ -304,6 +304,17 @@ def test_config_dict_round_trip(cfg):
     assert set(d) == {f.name for f in dataclasses.fields(MacConfig)}
 
 
+def test_plain_config_is_one_accumulator_rounding_to_nearest():
+    cfg = MacConfig(rows=3, cols=5, in_format="fp8_e4m3", acc_format="bf16", chunk=16,
+                    inner_rounding="stochastic", outer_rounding="stochastic", rbits=6, seed=9,
+                    pe="shared-adder")
+    plain = cfg.plain()
+    assert (plain.chunk, plain.inner_rounding, plain.outer_rounding) == (None, "nearest", "nearest")
+    assert (plain.rows, plain.cols, plain.in_format, plain.acc_format, plain.rbits, plain.seed,
+            plain.pe) == (3, 5, FORMATS["fp8_e4m3"], FORMATS["bf16"], 6, 9, "shared-adder")
+    assert plain.stochastic_streams == ()  # no random stream left
+
+
 def test_config_dict_names_presets_and_spells_out_custom_formats():
     d = MacConfig(acc_format=dataclasses.replace(F["fp16"], overflow="saturate")).to_dict()
     assert d["in_format"] == "fp8_e5m2"

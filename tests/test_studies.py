@@ -19,7 +19,7 @@ from fp8mac.model import MacConfig, mac_gemm
 from fp8mac.model.studies import accumulation as acc
 from fp8mac.model.studies import bitwidth as bw
 from fp8mac.model.studies import train as tr
-from fp8mac.model.studies.cli import parse_ints
+from fp8mac.model.studies.cli import parse_int, parse_ints
 from fp8mac.model.studies.report import markdown_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -230,3 +230,16 @@ def test_cli_out_must_be_a_directory(tmp_path, capsys):
     f.write_text("")
     assert main(["study", "bitwidth", "--quick", "--out", str(f)]) == 2
     assert "out:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lo,hi,text,message", [
+    (1, 23, "0", "--n must be in 1..23, not 0"),
+    (1, None, "0", "--n must be at least 1, not 0"),
+    (None, 5, "6", "--n must be at most 5, not 6"),
+    (0, None, "x", "--n must be an integer, not 'x'"),
+])
+def test_parse_int_names_the_allowed_range(lo, hi, text, message):
+    with pytest.raises(ValueError) as exc:
+        parse_int("--n", text, lo, hi)
+    assert str(exc.value) == message
+    assert parse_int("--n", "0x5", 0, 5) == 5  # any integer literal

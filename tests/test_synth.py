@@ -242,6 +242,15 @@ def test_cli_bad_yosys_path_is_a_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing generated
 
 
+def test_cli_unwritable_out_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = _cli("--out", str(blocker / "out"), "--block", "pe", "--target", "generic")
+    assert r.returncode == 2, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith(f"fp8mac: error: --out: cannot write to {blocker / 'out'}"), line
+
+
 def test_cli_bad_config_value_exits_2(tmp_path):
     r = _cli("--out", str(tmp_path), "--rows", "0")
     assert r.returncode == 2 and r.stderr.startswith("fp8mac: error:") and "rows" in r.stderr

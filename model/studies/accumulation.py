@@ -120,7 +120,7 @@ def accumulation_methods(chunks=(16, 64, 256), in_format="fp8_e5m2", acc_format=
                      seed=seed)
     acc = base.acc_format.name or "acc"
     methods = [Method("FP32", None),
-               Method(f"{acc} plain RNE", base.replace(chunk=None, inner_rounding="nearest"))]
+               Method(f"{acc} plain RNE", base.plain())]
     for c in chunks:
         methods.append(Method(f"{acc} chunk {c} RNE",
                               base.replace(chunk=int(c), inner_rounding="nearest", outer_rounding="nearest")))

@@ -21,7 +21,9 @@ def parse_int(name, text, lo=None, hi=None) -> int:
     except ValueError:
         raise ValueError(f"{name} must be an integer, not {text!r}") from None
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
+        allowed = (f"in {lo}..{hi}" if lo is not None and hi is not None
+                   else f"at least {lo}" if lo is not None else f"at most {hi}")
+        raise ValueError(f"{name} must be {allowed}, not {value}")
     return value
 
 
