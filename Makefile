@@ -10,36 +10,40 @@ STAMP  := $(VENV)/.fp8mac-installed
 SYSSTAMP := $(VENV)/.fp8mac-sysdeps
 PYTEST := $(PY) -m pytest
 export PYTHONWARNINGS := error
-# Debian packages the simulations and the ASIC flow need (liblz4-dev: Verilator's FST waves).
-APT_PACKAGES := iverilog qflow-tech-osu018 liblz4-dev
+# What is not our Python (pip and its build backends, ensurepip, apt-get and Debian's package
+# scripts) runs without our PYTHONWARNINGS: their own deprecation warnings would be errors.
+NOWARN := env -u PYTHONWARNINGS
+# Debian packages the simulations and the ASIC flow need, each with the file or command that shows
+# it installed (liblz4-dev: Verilator's FST waves). scripts/sysdeps.sh installs them.
+SYSDEPS := iverilog=iverilog \
+	qflow-tech-osu018=/usr/share/qflow/tech/osu018/osu018_stdcells.lib \
+	liblz4-dev=/usr/include/lz4.h
+# Overridable for tests/test_install.py: the apt-get to run, and yes/no for "am I root" (default
+# from id -u).
+APT_GET ?= apt-get
+AS_ROOT ?=
 
 .PHONY: all install sysdeps test demo bench regress synth clean
 
 all: test
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(NOWARN) $(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	PYTHONWARNINGS= $(PY) -m pip install -q --upgrade pip
-	PYTHONWARNINGS= $(PY) -m pip install -q -e '.[test,sim,synth,study]'
+	$(NOWARN) $(PY) -m pip install -q --upgrade pip
+	$(NOWARN) $(PY) -m pip install -q -e '.[test,sim,synth,study]'
 	touch $@
 
 install: $(STAMP) $(SYSSTAMP)
 
-# System packages: installed when we are root, otherwise a clear message (and the tests that
-# need them fail, naming what is missing).
+# System packages: installed when we are root (apt-get --no-install-recommends, then each file
+# checked), otherwise a one-line hint; tests that need a missing one fail, naming it. No stamp
+# until all are there.
+sysdeps: $(SYSSTAMP)
+
 $(SYSSTAMP): | $(PY)
-	@missing=""; command -v iverilog >/dev/null || missing="$$missing iverilog"; \
-	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing qflow-tech-osu018"; \
-	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
-	if [ -z "$$missing" ]; then touch $@; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "fp8mac: installing Debian packages:$$missing"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null) \
-	    && touch $@ || echo "fp8mac: apt-get failed; install $(APT_PACKAGES) by hand"; \
-	else echo "fp8mac: missing system packages:$$missing. Install them (Debian/Ubuntu:" \
-	  "sudo apt-get install $(APT_PACKAGES)); tests that need them will fail until then."; fi
+	@$(NOWARN) APT_GET='$(APT_GET)' AS_ROOT='$(AS_ROOT)' sh scripts/sysdeps.sh $@ $(SYSDEPS)
 
 test: install
 	$(PYTEST) -q
