@@ -17,11 +17,47 @@ from .formats import FORMATS, FloatFormat, format_by_name
 from .lfsr import TAPS, check_width
 from .rounding import MAX_RBITS, ROUNDINGS
 
-__all__ = ["MacConfig", "PE_VARIANTS", "MAX_ARRAY_DIM"]
+__all__ = ["MacConfig", "PE_VARIANTS", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
 
 PE_VARIANTS = ("two-adder", "shared-adder")
 MAX_ARRAY_DIM = 64
+MAX_DOT = 64
 _VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# The reserved keywords of SystemVerilog (IEEE 1800-2017, Annex B), a superset of Verilog's
+# (IEEE 1364-2005): a top module may not be named after one.
+VERILOG_KEYWORDS = (
+    "accept_on", "alias", "always", "always_comb", "always_ff", "always_latch", "and", "assert",
+    "assign", "assume", "automatic", "before", "begin", "bind", "bins", "binsof", "bit", "break",
+    "buf", "bufif0", "bufif1", "byte", "case", "casex", "casez", "cell", "chandle", "checker",
+    "class", "clocking", "cmos", "config", "const", "constraint", "context", "continue", "cover",
+    "covergroup", "coverpoint", "cross", "deassign", "default", "defparam", "design", "disable",
+    "dist", "do", "edge", "else", "end", "endcase", "endchecker", "endclass", "endclocking",
+    "endconfig", "endfunction", "endgenerate", "endgroup", "endinterface", "endmodule",
+    "endpackage", "endprimitive", "endprogram", "endproperty", "endspecify", "endsequence",
+    "endtable", "endtask", "enum", "event", "eventually", "expect", "export", "extends", "extern",
+    "final", "first_match", "for", "force", "foreach", "forever", "fork", "forkjoin", "function",
+    "generate", "genvar", "global", "highz0", "highz1", "if", "iff", "ifnone", "ignore_bins",
+    "illegal_bins", "implements", "implies", "import", "incdir", "include", "initial", "inout",
+    "input", "inside", "instance", "int", "integer", "interconnect", "interface", "intersect",
+    "join", "join_any", "join_none", "large", "let", "liblist", "library", "local", "localparam",
+    "logic", "longint", "macromodule", "matches", "medium", "modport", "module", "nand", "negedge",
+    "nettype", "new", "nexttime", "nmos", "nor", "noshowcancelled", "not", "notif0", "notif1",
+    "null", "or", "output", "package", "packed", "parameter", "pmos", "posedge", "primitive",
+    "priority", "program", "property", "protected", "pull0", "pull1", "pulldown", "pullup",
+    "pulsestyle_ondetect", "pulsestyle_onevent", "pure", "rand", "randc", "randcase",
+    "randsequence", "rcmos", "real", "realtime", "ref", "reg", "reject_on", "release", "repeat",
+    "restrict", "return", "rnmos", "rpmos", "rtran", "rtranif0", "rtranif1", "s_always",
+    "s_eventually", "s_nexttime", "s_until", "s_until_with", "scalared", "sequence", "shortint",
+    "shortreal", "showcancelled", "signed", "small", "soft", "solve", "specify", "specparam",
+    "static", "string", "strong", "strong0", "strong1", "struct", "super", "supply0", "supply1",
+    "sync_accept_on", "sync_reject_on", "table", "tagged", "task", "this", "throughout", "time",
+    "timeprecision", "timeunit", "tran", "tranif0", "tranif1", "tri", "tri0", "tri1", "triand",
+    "trior", "trireg", "type", "typedef", "union", "unique", "unique0", "unsigned", "until",
+    "until_with", "untyped", "use", "uwire", "var", "vectored", "virtual", "void", "wait",
+    "wait_order", "wand", "weak", "weak0", "weak1", "while", "wildcard", "wire", "with", "within",
+    "wor", "xnor", "xor",
+)
 
 
 def _int(name, value, lo, hi):
@@ -44,8 +80,13 @@ class MacConfig:
     in_format, acc_format : str or FloatFormat
         Operand and accumulator formats (preset names or FloatFormat values).
     chunk : int or None
-        Products per inner accumulation chunk (>= 1); ``None`` turns chunking off (one plain
-        accumulator, no outer sum).
+        Products per inner accumulation chunk (>= 1, a multiple of ``dot``); ``None`` turns
+        chunking off (one plain accumulator, no outer sum).
+    dot : int
+        Dot width d, a power of two in 1..64: products per fused MAC step, each step rounding
+        ``inner + a_0*b_0 + ... + a_(d-1)*b_(d-1)`` once (ARCHITECTURE.md §3b). A chunk of C
+        products is C/d steps; a dot product whose length is not a multiple of d is completed
+        with +0 products. 1 (default) is one product per step.
     inner_rounding, outer_rounding : {"nearest", "stochastic", "zero"}
         Rounding of each inner MAC step and of each outer chunk sum.
     rbits : int
@@ -58,7 +99,15 @@ class MacConfig:
         Hardware choice only (results are identical): a second adder for the outer sum, or one
         adder shared by inner and outer sums (one bubble per chunk).
     top : str
-        Verilog name of the generated top module.
+        Verilog name of the generated top module: an identifier that is not a Verilog or
+        SystemVerilog keyword (:data:`VERILOG_KEYWORDS`).
+
+    Attributes
+    ----------
+    macs_per_cycle : int
+        Products each processing element consumes per step (``dot``).
+    stochastic_streams : tuple of int
+        The random streams of a processing element.
     """
 
     rows: int = 8
@@ -66,6 +115,7 @@ class MacConfig:
     in_format: FloatFormat | str = "fp8_e5m2"
     acc_format: FloatFormat | str = "fp16_ibm"
     chunk: int | None = 64
+    dot: int = 1
     inner_rounding: str = "nearest"
     outer_rounding: str = "stochastic"
     rbits: int = 8
@@ -83,6 +133,13 @@ class MacConfig:
         check_format_pair(self.acc_format, self.in_format)
         if self.chunk is not None:
             set_("chunk", _int("chunk", self.chunk, 1, 1 << 30))
+        dot = self.dot
+        if (isinstance(dot, bool) or not isinstance(dot, (int, np.integer)) or not 1 <= dot <= MAX_DOT
+                or dot & (dot - 1)):
+            raise ValueError(f"dot must be a power of two in 1..{MAX_DOT}, not {dot!r}")
+        set_("dot", int(dot))
+        if self.chunk is not None and self.chunk % self.dot:
+            raise ValueError(f"chunk must be a multiple of dot ({self.dot}), not {self.chunk}")
         for field in ("inner_rounding", "outer_rounding"):
             if getattr(self, field) not in ROUNDINGS:
                 raise ValueError(f"{field} must be one of {', '.join(ROUNDINGS)}, not {getattr(self, field)!r}")
@@ -96,6 +153,13 @@ class MacConfig:
             raise ValueError(f"pe must be one of {', '.join(PE_VARIANTS)}, not {self.pe!r}")
         if not isinstance(self.top, str) or not _VERILOG_ID.match(self.top):
             raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
+        if self.top in VERILOG_KEYWORDS:
+            raise ValueError(f"top must not be a Verilog/SystemVerilog keyword, not {self.top!r}")
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Products a processing element consumes per step: ``dot``."""
+        return self.dot
 
     @property
     def stochastic_streams(self) -> tuple[int, ...]:

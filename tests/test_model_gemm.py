@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -292,7 +293,7 @@ def test_config_defaults_are_the_architecture():
 
 @pytest.mark.parametrize("cfg", [
     MacConfig(),
-    MacConfig(rows=3, cols=64, in_format="fp8_e4m3", acc_format="fp32", chunk=None, inner_rounding="stochastic",
+    MacConfig(rows=3, cols=64, in_format="fp8_e4m3", acc_format="fp32", chunk=None, dot=8, inner_rounding="stochastic",
               outer_rounding="zero", rbits=32, lfsr_width=64, seed=2**64 - 1, pe="shared-adder", top="my_top"),
     MacConfig(in_format=FloatFormat(5, 2, subnormals=False), acc_format=FloatFormat(7, 9, bias=60, name="odd")),
     MacConfig(acc_format=dataclasses.replace(F["fp16"], overflow="saturate"), chunk=1, rbits=3, lfsr_width=3, seed=0),
@@ -353,10 +354,61 @@ def test_config_from_dict_chunk_off(text):
     (dict(pe="three-adder"), r"pe must be one of two-adder, shared-adder"),
     (dict(top="1top"), r"top must be a Verilog identifier"),
     (dict(top="a-b"), r"top must be a Verilog identifier"),
+    (dict(top="module"), r"top must not be a Verilog/SystemVerilog keyword, not 'module'"),
+    (dict(top="always_ff"), r"top must not be a Verilog/SystemVerilog keyword, not 'always_ff'"),
+    (dict(dot=3), r"dot must be a power of two in 1\.\.64, not 3"),
+    (dict(dot=0), r"dot must be a power of two in 1\.\.64, not 0"),
+    (dict(dot=128), r"dot must be a power of two in 1\.\.64, not 128"),
+    (dict(dot=-4), r"dot must be a power of two in 1\.\.64, not -4"),
+    (dict(dot=2.0), r"dot must be a power of two in 1\.\.64, not 2\.0"),
+    (dict(dot=True), r"dot must be a power of two in 1\.\.64, not True"),
+    (dict(dot="4"), r"dot must be a power of two in 1\.\.64, not '4'"),
+    (dict(chunk=12, dot=8), r"chunk must be a multiple of dot \(8\), not 12"),
+    (dict(chunk=2, dot=4), r"chunk must be a multiple of dot \(4\), not 2"),
+    (dict(dot=128, chunk=128), r"dot must be a power of two"),
 ])
 def test_bad_config_fields(fields, match):
     with pytest.raises(ValueError, match=match):
         MacConfig(**fields)
+
+
+@pytest.mark.parametrize("dot", [1, 2, 4, 8, 16, 32, 64])
+def test_config_dot_widths(dot):
+    """Every power of two up to 64, with chunking off or any multiple of dot as the chunk."""
+    for chunk in (None, dot, 3 * dot, 64 * dot):
+        c = MacConfig(dot=dot, chunk=chunk)
+        assert (c.dot, c.chunk, c.macs_per_cycle) == (dot, chunk, dot)
+        assert MacConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert isinstance(MacConfig(dot=np.int64(dot)).dot, int)
+
+
+def test_config_dot_is_declared_after_chunk_and_old_manifests_load():
+    names = [f.name for f in dataclasses.fields(MacConfig)]
+    assert names[names.index("chunk") + 1] == "dot"
+    assert MacConfig().dot == 1 and MacConfig().macs_per_cycle == 1
+    d = MacConfig().to_dict()
+    del d["dot"]  # a manifest written before the field existed
+    assert MacConfig.from_dict(d) == MacConfig()
+
+
+def test_top_keywords():
+    """Every Verilog-2005 and SystemVerilog-2017 keyword is refused; identifiers that merely
+    contain one, or differ in case (Verilog is case-sensitive), are fine."""
+    from fp8mac.model.config import VERILOG_KEYWORDS
+
+    assert len(VERILOG_KEYWORDS) == len(set(VERILOG_KEYWORDS)) == 248  # IEEE 1800-2017 Annex B
+    verilog_2005 = ("module", "endmodule", "always", "wire", "reg", "input", "output", "inout",
+                    "begin", "end", "assign", "generate", "genvar", "localparam", "uwire", "cell",
+                    "config", "design", "liblist", "incdir", "pulsestyle_ondetect", "specparam")
+    sv_2017 = ("logic", "bit", "always_comb", "always_ff", "interface", "package", "class",
+               "interconnect", "nettype", "soft", "implements", "unique0", "until_with")
+    assert set(verilog_2005 + sv_2017) <= set(VERILOG_KEYWORDS)
+    for word in VERILOG_KEYWORDS:  # each one is a well-formed identifier, refused for being a keyword
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*", word), word
+        with pytest.raises(ValueError, match=rf"top must not be a Verilog/SystemVerilog keyword, not '{word}'"):
+            MacConfig(top=word)
+    for fine in ("Module", "module_top", "my_wire", "logic0", "WIRE"):
+        assert MacConfig(top=fine).top == fine
 
 
 def test_config_from_dict_unknown_keys():
