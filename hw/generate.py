@@ -58,6 +58,8 @@ def add_config_arguments(parser: argparse.ArgumentParser):
                    help=f"accumulator format: {', '.join(FORMATS)} (default {d.acc_format.name})")
     g.add_argument("--chunk", metavar="N|off",
                    help=f"products per inner chunk, >= 1, or 'off' for plain accumulation (default {d.chunk})")
+    g.add_argument("--dot", type=int, metavar="D",
+                   help=f"products per step, a power of two 1..64; chunk must be a multiple (default {d.dot})")
     g.add_argument("--inner-rounding", metavar="MODE",
                    help=f"rounding of each MAC step: {', '.join(ROUNDINGS)} (default {d.inner_rounding})")
     g.add_argument("--outer-rounding", metavar="MODE",

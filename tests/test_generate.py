@@ -70,6 +70,13 @@ BAD = [
     (["--pe", "three-adder"], r"pe must be one of two-adder, shared-adder"),
     (["--top", "9lives"], r"top must be a Verilog identifier"),
     (["--rows", "two"], r"argument --rows: invalid int value"),
+    (["--top", "module"], r"top must not be a Verilog/SystemVerilog keyword, not 'module'"),
+    (["--dot", "3"], r"dot must be a power of two in 1\.\.64, not 3"),
+    (["--dot", "128"], r"dot must be a power of two in 1\.\.64, not 128"),
+    (["--dot", "0"], r"dot must be a power of two in 1\.\.64, not 0"),
+    (["--dot", "8", "--chunk", "12"], r"chunk must be a multiple of dot \(8\), not 12"),
+    (["--dot", "4", "--chunk", "2"], r"chunk must be a multiple of dot \(4\), not 2"),
+    (["--dot", "four"], r"argument --dot: invalid int value"),
 ]
 
 
@@ -81,6 +88,12 @@ def test_bad_input_exit_2_one_line_no_partial_files(tmp_path, args, message):
     assert re.search(message, stderr), stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_dot_is_one_line_naming_dot(tmp_path):
+    status, stdout, stderr = run_cli("generate", "--out", str(tmp_path / "o"), "--dot", "3")
+    assert (status, stdout) == (2, "")
+    assert stderr == "fp8mac: error: dot must be a power of two in 1..64, not 3\n"
 
 
 def test_bad_config_files(tmp_path):
@@ -105,10 +118,11 @@ def test_unwritable_out(tmp_path):
 def test_help_lists_every_option_with_default():
     status, stdout, _ = run_cli("generate", "--help")
     assert status == 0
-    for flag in ("--rows", "--cols", "--in-format", "--acc-format", "--chunk", "--inner-rounding",
+    for flag in ("--rows", "--cols", "--in-format", "--acc-format", "--chunk", "--dot", "--inner-rounding",
                  "--outer-rounding", "--rbits", "--lfsr-width", "--seed", "--pe", "--top", "--config"):
         assert flag in stdout
-    assert stdout.count("default") >= 12
+    assert stdout.count("default") >= 13
+    assert "products per step, a power of two 1..64; chunk must be a multiple (default 1)" in " ".join(stdout.split())
 
 
 @pytest.mark.parametrize("fields", [
