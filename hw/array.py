@@ -16,9 +16,10 @@ __all__ = ["MacArray"]
 class MacArray(wiring.Component):
     """``rows x cols`` processing elements, output-stationary, with the operand skew inside.
 
-    Each cycle with ``en`` high the array takes one *step*: an A column (``a``: ``rows`` codes,
-    lane r in bits ``[r*w, (r+1)*w)``) and a B row (``b``: ``cols`` codes), aligned as the user has
-    them, with ``valid`` (a step is present) and ``last`` (it ends the dot product). Row r's A
+    Each cycle with ``en`` high the array takes one *step*: ``dot`` A columns (``a``: ``rows``
+    lanes of ``dot`` codes, lane r in bits ``[r*w, (r+1)*w)`` with ``w = dot * W``, A[r][k + j] in
+    its bits ``[j*W, (j+1)*W)``) and ``dot`` B rows (``b``: ``cols`` lanes, B[k + j][c] likewise),
+    aligned as the user has them, with ``valid`` (a step is present) and ``last`` (it ends the dot product). Row r's A
     value is delayed by ``r + 1`` registers and column c's B value by ``c + 1`` before entering
     the edge PEs; PEs pass A right and B down one register per hop, so PE (r, c) sees step k
     ``r + c + 1`` cycles after it entered. ``valid`` and ``last`` travel with A.
@@ -43,7 +44,7 @@ class MacArray(wiring.Component):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
         self._config = config
-        wi, wa = config.in_format.width, config.acc_format.width
+        wi, wa = config.dot * config.in_format.width, config.acc_format.width
         R, C = config.rows, config.cols
         super().__init__({
             "en": In(1),
@@ -62,7 +63,7 @@ class MacArray(wiring.Component):
         m = Module()
         cfg = self._config
         R, C = cfg.rows, cfg.cols
-        wi = cfg.in_format.width
+        wi = cfg.dot * cfg.in_format.width  # one lane: dot codes
         en = self.en
 
         def delay_line(name, value, depth):

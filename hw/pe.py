@@ -14,25 +14,40 @@ from fp8mac.model.config import MacConfig
 from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, stream_seed
 
 from .adder import FloatAdder, MacUnit
+from .dot import DotMacUnit, ProductSum, use_dot_frame
 from .formats import format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import Lfsr
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "step_addend_layout"]
+
+
+def step_addend_layout(config: MacConfig):
+    """The exact value a MAC step adds to the inner accumulator: one product
+    (:meth:`FloatMultiplier.product_layout`) for ``dot = 1``, else the ``dot`` products' exact sum
+    (:meth:`ProductSum.sum_layout`)."""
+    if config.dot == 1:
+        return FloatMultiplier.product_layout(config.in_format)
+    return ProductSum.sum_layout(config.in_format, config.dot)
 
 
 class ProcessingElement(wiring.Component):
     """One processing element (PE) of the MAC array.
 
     Computes, for each dot product streamed through it (steps marked by ``valid_in``, the last one
-    by ``last_in``)::
+    by ``last_in``; a step carries ``dot`` products, ``a_in`` and ``b_in`` holding ``dot`` codes
+    each, term ``j`` in bits ``[j*W, (j+1)*W)``)::
 
         outer = +0
-        for each chunk of ``chunk`` steps (the last chunk may be shorter):
+        for each chunk of ``chunk / dot`` steps (the last chunk may be shorter):
             inner = +0
-            for each step: inner = round_inner(inner + a_in * b_in)       # fused, one rounding
+            for each step: inner = round_inner(inner + sum_j a_in[j] * b_in[j])   # ONE rounding
             outer = round_outer(outer + inner)
         result = outer            # chunking off: result = inner, no outer add
+
+    With ``dot = 1`` the step is a :class:`~fp8mac.hw.multiplier.FloatMultiplier` feeding a
+    :class:`~fp8mac.hw.adder.MacUnit`; with ``dot > 1`` a :class:`~fp8mac.hw.dot.ProductSum`
+    (the products' exact fixed-point sum) feeds it, so the step is still correctly rounded.
 
     bit for bit as :func:`fp8mac.model.gemm.mac_gemm` does for PE ``(row, col)``: its LFSRs are
     seeded with ``stream_seed(config.seed, row, col, stream)`` at reset, and draw once per
@@ -58,7 +73,7 @@ class ProcessingElement(wiring.Component):
     Parameters
     ----------
     config : MacConfig
-        Formats, chunk size, roundings, random bits, LFSR width, seed and PE variant.
+        Formats, dot width, chunk size, roundings, random bits, LFSR width, seed and PE variant.
     row, col : int
         The PE's position in the array (selects its LFSR seeds).
 
@@ -66,8 +81,8 @@ class ProcessingElement(wiring.Component):
     -------
     en : In(1)
         Clock enable of the whole PE.
-    a_in, b_in : In(in_format width)
-        Operand codes.
+    a_in, b_in : In(dot * in_format width)
+        Operand codes, ``dot`` per step.
     valid_in, last_in : In(1)
         A step is present; it is the dot product's last step.
     a_out, b_out, valid_out, last_out : Out
@@ -89,7 +104,7 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"(row, col) must lie in the {config.rows} x {config.cols} array, not ({row}, {col})")
         self._config = config
         self._row, self._col = row, col
-        wi, wa = config.in_format.width, config.acc_format.width
+        wi, wa = config.dot * config.in_format.width, config.acc_format.width
         super().__init__({
             "en": In(1),
             "a_in": In(wi), "b_in": In(wi), "valid_in": In(1), "last_in": In(1),
@@ -118,8 +133,32 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                          self.valid_out.eq(self.valid_in), self.last_out.eq(self.last_in)]
 
-        m.submodules.mul = mul = FloatMultiplier(fin)
-        m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(self.b_in)]
+        # The inner step: acc + the step's products, one rounding. Either one DotMacUnit (the
+        # products and the accumulator in one fixed-point frame), or the products' exact value
+        # (one product, or a ProductSum) feeding a MacUnit; the shared-adder PE always takes the
+        # second form, since its adder also does the outer adds.
+        single_frame = (cfg.dot > 1 and (cfg.pe == "two-adder" or cfg.chunk is None)
+                        and use_dot_frame(facc, fin, cfg.dot))
+        addend_layout = step_addend_layout(cfg)
+        step_addend = None
+        if cfg.dot == 1:
+            m.submodules.mul = mul = FloatMultiplier(fin)
+            step_addend = mul.product
+        elif not single_frame:
+            m.submodules.dot = mul = ProductSum(fin, cfg.dot)
+            step_addend = mul.sum
+        if step_addend is not None:
+            m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(self.b_in)]
+
+        def inner_unit(rounding, rbits):
+            """The inner MAC step unit; its ``acc`` and ``rand`` are the caller's to drive."""
+            if single_frame:
+                unit = DotMacUnit(facc, fin, cfg.dot, rounding, rbits)
+                m.d.comb += [unit.a.eq(self.a_in), unit.b.eq(self.b_in)]
+            else:
+                unit = MacUnit(facc, addend_layout, rounding, rbits)
+                m.d.comb += unit.addend.eq(step_addend)
+            return unit
 
         step = Signal()
         m.d.comb += step.eq(self.en & self.valid_in)
@@ -138,10 +177,10 @@ class ProcessingElement(wiring.Component):
 
         if cfg.chunk is None:
             # One plain accumulator: result = inner after the last step.
-            mac = MacUnit.for_product(facc, fin, cfg.inner_rounding, rbits if inner_stochastic else None)
+            mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             m.submodules.mac = mac
             fresh = Signal(init=1)  # the next step starts a dot product
-            m.d.comb += [mac.acc.eq(Mux(fresh, 0, inner)), mac.addend.eq(mul.product)]
+            m.d.comb += mac.acc.eq(Mux(fresh, 0, inner))
             if inner_stochastic:
                 lfsr = self._lfsr(m, "lfsr_inner", STREAM_INNER)
                 m.d.comb += [lfsr.en.eq(step), mac.rand.eq(lfsr.value)]
@@ -150,7 +189,7 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [write.eq(self.valid_in & self.last_in), write_value.eq(mac.result)]
             return m
 
-        chunk = cfg.chunk
+        chunk = cfg.chunk // cfg.dot  # steps per chunk
         count = Signal(range(max(chunk, 2)))  # steps taken in the current chunk
         chunk_start = Signal()
         chunk_end = Signal()
@@ -170,11 +209,11 @@ class ProcessingElement(wiring.Component):
         m.d.comb += outer_acc.eq(Mux(first_chunk, 0, outer))
 
         if cfg.pe == "two-adder":
-            mac = MacUnit.for_product(facc, fin, cfg.inner_rounding, rbits if inner_stochastic else None)
+            mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             add = FloatAdder(facc, cfg.outer_rounding, rbits if outer_stochastic else None)
             m.submodules.mac = mac
             m.submodules.outer_add = add
-            m.d.comb += [mac.acc.eq(Mux(chunk_start, 0, inner)), mac.addend.eq(mul.product),
+            m.d.comb += [mac.acc.eq(Mux(chunk_start, 0, inner)),
                          add.a.eq(outer_acc), add.b.eq(inner)]
             if inner_stochastic:
                 li = self._lfsr(m, "lfsr_inner", STREAM_INNER)
@@ -187,7 +226,7 @@ class ProcessingElement(wiring.Component):
             # One adder: MAC steps and outer adds (never in the same cycle) share it. Its addend is
             # the product in a step and the unpacked inner sum in an outer add, in one layout
             # wide enough for both; its rounding is selected per cycle when the two differ.
-            prod_layout = FloatMultiplier.product_layout(fin)
+            prod_layout = addend_layout
             inner_layout = format_unpacked_layout(facc)
             layout = unpacked_layout(max(prod_layout["sig"].width, inner_layout["sig"].width),
                                      max(prod_layout["exp"].width, inner_layout["exp"].width))
@@ -199,7 +238,7 @@ class ProcessingElement(wiring.Component):
             addend = Signal(layout)
             for field in ("sig", "exp", "sign", "nan", "inf"):
                 m.d.comb += getattr(addend, field).eq(
-                    Mux(pend, getattr(inner_value, field), getattr(mul.product, field)))
+                    Mux(pend, getattr(inner_value, field), getattr(step_addend, field)))
             m.d.comb += [mac.addend.eq(addend),
                          mac.acc.eq(Mux(pend, outer_acc, Mux(chunk_start, 0, inner)))]
             if rounding is modes:

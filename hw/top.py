@@ -15,16 +15,24 @@ __all__ = ["Accelerator", "port_list", "tile_spacing"]
 
 def port_list(config: MacConfig) -> list[dict]:
     """The top's ports as ``{"name", "direction", "width", "description"}`` (for the manifest)."""
-    wi, wa = config.in_format.width, config.acc_format.width
+    w, d, wa = config.in_format.width, config.dot, config.acc_format.width
+    wi = d * w  # one lane: dot codes
     R, C = config.rows, config.cols
     ports = [("clk", "input", 1, "clock, rising edge"),
              ("rst", "input", 1, "synchronous reset, active high: back to idle, LFSRs reseeded")]
-    for s, lanes, what in (("a", R, "A column: lane r (bits [r*W +: W]) is A[tile_row*rows + r][k]"),
-                           ("b", C, "B row: lane c (bits [c*W +: W]) is B[k][tile_col*cols + c]")):
-        ports += [(f"s_axis_{s}_tdata", "input", lanes * wi, f"{what}, {config.in_format.label} codes"),
+    if d == 1:
+        cols_a = "A column: lane r (bits [r*W +: W]) is A[tile_row*rows + r][k]"
+        rows_b = "B row: lane c (bits [c*W +: W]) is B[k][tile_col*cols + c]"
+    else:
+        cols_a = (f"{d} A columns: lane r (bits [r*{d}*W +: {d}*W]) holds A[tile_row*rows + r][k + j] "
+                  f"in its bits [j*W +: W], j = 0..{d - 1}")
+        rows_b = (f"{d} B rows: lane c (bits [c*{d}*W +: {d}*W]) holds B[k + j][tile_col*cols + c] "
+                  f"in its bits [j*W +: W]")
+    for s, lanes, what in (("a", R, cols_a), ("b", C, rows_b)):
+        ports += [(f"s_axis_{s}_tdata", "input", lanes * wi, f"{what}, W = {w}-bit {config.in_format.label} codes"),
                   (f"s_axis_{s}_tvalid", "input", 1, "beat valid"),
                   (f"s_axis_{s}_tready", "output", 1, "beat accepted (A and B are taken together)"),
-                  (f"s_axis_{s}_tlast", "input", 1, "last k of the dot product (A's marks it; B's must agree)")]
+                  (f"s_axis_{s}_tlast", "input", 1, "the beat holding the dot product's last k (A's marks it; B's must agree)")]
     ports += [("m_axis_c_tdata", "output", C * wa,
                f"one result row of a tile: lane c is C[tile_row*rows + r][tile_col*cols + c], "
                f"{config.acc_format.label} codes"),
@@ -130,9 +138,10 @@ class Accelerator(wiring.Component):
         with m.If(en):
             m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < G, gap + 1, gap)))
         if cfg.pe == "shared-adder" and cfg.chunk is not None:
-            count = Signal(range(max(cfg.chunk, 2)))
+            steps = cfg.chunk // cfg.dot  # beats per chunk
+            count = Signal(range(max(steps, 2)))
             chunk_end = Signal()
-            m.d.comb += chunk_end.eq(self.s_axis_a_tlast | (count == cfg.chunk - 1))
+            m.d.comb += chunk_end.eq(self.s_axis_a_tlast | (count == steps - 1))
             with m.If(en):
                 m.d.sync += bubble.eq(fire & chunk_end)
                 with m.If(fire):

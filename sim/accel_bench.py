@@ -314,7 +314,8 @@ class AccelBench:
                             self._scoreboard(name, expected_tiles(a, b, self.config), a.shape[0],
                                              b.shape[1]))
         self.c.set_callback(gemm.check if self.fault is None else gemm.checker(self.fault))
-        last = [0] * (a.shape[1] - 1) + [1]
+        beats = len(ts[0].a_beats)  # per tile: ceil(K / dot)
+        last = [0] * (beats - 1) + [1]
         a_beats = [beat for t in ts for beat in t.a_beats]
         b_beats = [beat for t in ts for beat in t.b_beats]
         gemm.cycle0, gemm.wall0, gemm.cpu0 = self.c.cycles, time.perf_counter(), time.process_time()

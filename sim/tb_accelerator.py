@@ -205,7 +205,7 @@ async def reset_mid_tile(dut):
     tb.set_pauses("random", "random", "random")
     await tb.reset()
     tb.start_gemm(first.a_codes, first.b_codes, name="aborted")
-    k = first.shape[1]
+    k = -(-first.shape[1] // tb.config.dot)  # beats per tile
     rng = np.random.default_rng(tb.seed)
     # Into the second tile: the first tile's results may be pending, the second tile half in.
     target = k + 1 + int(rng.integers(max(k // 2, 1)))
@@ -215,7 +215,7 @@ async def reset_mid_tile(dut):
         await ClockCycles(dut.clk, 1)
     sent = tb.a.sent
     assert sent == target, f"only {sent} of {target} A beats went in before the timeout"
-    dut._log.info("reset after %d of the aborted GEMM's A beats (K = %d)", sent, k)
+    dut._log.info("reset after %d of the aborted GEMM's A beats (%d per tile)", sent, k)
     await tb.reset()
     run = await tb.run_gemm(second.a_codes, second.b_codes, name=second.name)
     assert np.array_equal(run.codes, second.codes)

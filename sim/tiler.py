@@ -1,10 +1,12 @@
 """The host side of the array: cut a GEMM into tiles, pack beats, reassemble the result.
 
 The order is the model's (:mod:`fp8mac.model.gemm`): tiles of ``rows x cols`` outputs in
-row-major tile order, lanes beyond M or N padded with +0 operands. For each tile the host sends K
-beats on each operand stream (A column k of the tile's rows, B row k of the tile's columns,
-``tlast`` on k = K-1) and receives ``rows`` result beats (one output row each, lane c = column c).
-Lane i of a beat occupies bits ``[i*w, (i+1)*w)``.
+row-major tile order, lanes beyond M or N padded with +0 operands. For each tile the host sends
+``ceil(K / dot)`` beats on each operand stream (beat s: A columns ``s*dot .. s*dot + dot - 1`` of
+the tile's rows, B rows ``s*dot ..`` of the tile's columns, K completed with +0 products up to a
+multiple of ``dot``; ``tlast`` on the last beat) and receives ``rows`` result beats (one output row
+each, lane c = column c). Code i of a beat occupies bits ``[i*w, (i+1)*w)``: operand lane r holds
+codes ``r*dot .. r*dot + dot - 1``, A[r][s*dot + j] (or B[s*dot + j][c]) at ``r*dot + j``.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class Tile:
     index: int
     tile_row: int
     tile_col: int
-    a_beats: list[int]  # K beats of ``rows`` input codes
-    b_beats: list[int]  # K beats of ``cols`` input codes
+    a_beats: list[int]  # ceil(K / dot) beats of ``rows * dot`` input codes
+    b_beats: list[int]  # ceil(K / dot) beats of ``cols * dot`` input codes
 
     @property
     def k(self) -> int:
@@ -60,17 +62,22 @@ def tiles(a_codes, b_codes, config: MacConfig) -> list[Tile]:
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
         raise ValueError(f"shape mismatch: A is {M} x {K} but B is {K2} x {N}")
-    R, C, w = config.rows, config.cols, config.in_format.width
+    R, C, w, d = config.rows, config.cols, config.in_format.width, config.dot
     tm, tn = -(-M // R), -(-N // C)
-    ap = np.zeros((tm * R, K), np.int64)
-    ap[:M] = a
-    bp = np.zeros((K, tn * C), np.int64)
-    bp[:, :N] = b
+    S = -(-K // d)  # beats per tile
+    ap = np.zeros((tm * R, S * d), np.int64)
+    ap[:M, :K] = a
+    bp = np.zeros((S * d, tn * C), np.int64)
+    bp[:K, :N] = b
     out = []
     for ti in range(tm):
-        a_beats = pack_lanes(ap[ti * R:(ti + 1) * R].T, w)
+        # (R, S*d) -> beat s, lane r, term j
+        a_tile = ap[ti * R:(ti + 1) * R].reshape(R, S, d).transpose(1, 0, 2).reshape(S, R * d)
+        a_beats = pack_lanes(a_tile, w)
         for tj in range(tn):
-            out.append(Tile(len(out), ti, tj, a_beats, pack_lanes(bp[:, tj * C:(tj + 1) * C], w)))
+            # (S*d, C) -> beat s, lane c, term j
+            b_tile = bp[:, tj * C:(tj + 1) * C].reshape(S, d, C).transpose(0, 2, 1).reshape(S, C * d)
+            out.append(Tile(len(out), ti, tj, a_beats, pack_lanes(b_tile, w)))
     return out
 
 
