@@ -612,7 +612,8 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
     Returns
     -------
     dict
-        What ``area.json`` holds: ``design``, ``yosys``, and one entry per target.
+        What ``area.json`` holds: ``design``, ``yosys``, ``macs_per_cycle`` (with a ``config``:
+        products per cycle of one processing element, its ``dot``), and one entry per target.
 
     Raises
     ------
@@ -646,6 +647,9 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
         "design": {"top": top, "verilog": str(verilog), "config": config},
         "yosys": {"path": yosys, "version": yosys_version(yosys)},
     }
+    if config is not None:
+        # Products per cycle of one PE (its dot width): area per MAC/cycle = area / this.
+        report["macs_per_cycle"] = int(config.get("dot", 1))
     for target in targets:
         work = out_dir / target
         if target == "generic":

@@ -87,6 +87,71 @@ PES = [
     _pe("fp32_fp32", "FP32 x FP32 -> FP32 (baseline)", plain=True, in_format="fp32", acc_format="fp32"),
 ]
 
+DOTS = (2, 4, 8)
+#: Dot widths of the same-structure comparison (issue 12): the default FP8 PE and the FP16 / FP32
+#: baselines with the same dot; dot 1 is the PES rows "fp8", "fp16_fp32", "fp32_fp32". FP32 stops
+#: at dot 2: its exact product sum is a 554-bit frame per product (see fp8mac.hw.dot).
+DOT_PES = [Design(f"dot{d}_{base}", f"{label}, dot {d}", "pe",
+                  ((DEFAULT.replace(dot=d) if base == "fp8" else
+                    DEFAULT.replace(dot=d, in_format=base, acc_format="fp32").plain()),), ("asic",))
+           for d in DOTS for base, label in (("fp8", "FP8 e5m2 -> fp16_ibm (default)"),
+                                             ("fp16", "FP16 x FP16 -> FP32"), ("fp32", "FP32 x FP32 -> FP32"))
+           if base != "fp32" or d <= 2]
+DOT_KEYS = {1: {"fp8": "fp8", "fp16": "fp16_fp32", "fp32": "fp32_fp32"}}
+for _d in DOTS:
+    DOT_KEYS[_d] = {b: f"dot{_d}_{b}" for b in ("fp8", "fp16", "fp32")}
+
+
+def _dot_rows(res):
+    """Rows of the dot-width table: (dot, base, area, area per MAC, Fmax, GMAC/s per mm^2)."""
+    rows = []
+    for d, keys in DOT_KEYS.items():
+        for base, key in keys.items():
+            r = res.get(key)
+            area, fmax = _v(r, "asic", "area"), _v(r, "asic", "fmax")
+            if area is None:
+                continue
+            rows.append((d, base, area, area / d, fmax,
+                         d * fmax / area * 1e3 if fmax else None))
+    return rows
+
+
+def _dot_section(res):
+    """The dot-width comparison (issue 12's figures of merit) as Markdown lines."""
+    rows = _dot_rows(res)
+    if not rows:
+        return []
+    by = {(d, b): (a, apm, f, t) for d, b, a, apm, f, t in rows}
+    lines = ["## Dot widths: FP8 against FP16 and FP32 PEs of the same structure", "",
+             "Each PE takes `dot` products per cycle (one fused, correctly rounded step, "
+             "ARCHITECTURE.md §3b); the baselines have the same dot, chunking off and nearest "
+             "rounding. Area per MAC/cycle = area / dot; throughput per area = dot x Fmax / area "
+             "(OpenSTA Fmax of the unpipelined PE).", "",
+             "| PE | dot | osu018 area (um^2) | area per MAC/cycle (um^2) | Fmax (MHz) | GMAC/s per mm^2 | "
+             "FP16 / FP8, area per MAC | FP32 / FP8, area per MAC | FP8 / FP16, GMAC/s per mm^2 | "
+             "FP8 / FP32, GMAC/s per mm^2 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    names = {"fp8": "FP8 e5m2 -> fp16_ibm (default)", "fp16": "FP16 x FP16 -> FP32",
+             "fp32": "FP32 x FP32 -> FP32"}
+    for d, base, area, apm, fmax, tpa in rows:
+        ratios = ["", "", "", ""]
+        if base == "fp8":
+            for i, other in enumerate(("fp16", "fp32")):
+                o = by.get((d, other))
+                if o:
+                    ratios[i] = _fmt(o[1] / apm, 2, "x")
+                    if o[3] and tpa:
+                        ratios[2 + i] = _fmt(tpa / o[3], 2, "x")
+        lines.append(f"| {names[base]} | {d} | {_fmt(area)} | {_fmt(apm)} | {_fmt(fmax, 1)} | "
+                     f"{_fmt(tpa, 2)} | " + " | ".join(ratios) + " |")
+    best = max((r for r in rows if r[1] == "fp8"), key=lambda r: -r[3])
+    fp16_1 = by.get((1, "fp16"))
+    if fp16_1:
+        lines += ["", f"Against the conventional FP16 PE (dot 1): the FP8 PE at dot {best[0]} needs "
+                      f"{fp16_1[1] / best[3]:.2f}x less area per MAC/cycle."]
+    return lines + [""]
+
+
 def _block(key, label, block, **kw):
     """A sub-block, built by :func:`fp8mac.hw.emit.build_block` (``kw`` are its arguments)."""
     return Design(key, label, "block", (block, tuple(sorted(kw.items()))))
@@ -411,6 +476,7 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
         label = next(d.label for d in PES if d.key == key)
         lines.append(f"| {label} | {by} | {_fmt(r, 2, 'x')} | >= {goal:g}x | {'yes' if met else 'no'} |")
     lines += ["", "## Processing elements", ""] + _pe_table(res, PES)
+    lines += [""] + _dot_section(res)
     lines += ["", "FFs: flip-flops of the generic netlist. iCE40 figures: the PE alone (LUT4 / SB_CARRY / "
               "SB_DFF*); Fmax with all IO registered. \"does not fit\": more logic cells than the HX8K's "
               "7680.", ""]
@@ -613,7 +679,7 @@ def main(argv=None) -> int:
     except (ToolMissing, ValueError) as exc:
         print(f"synth_compare: error: {exc}", file=sys.stderr)
         return 1
-    designs = PES + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
+    designs = PES + DOT_PES + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
     if args.only is not None:
         known = {d.key for d in designs}
         unknown = [k for k in args.only if k not in known]

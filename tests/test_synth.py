@@ -295,10 +295,11 @@ def test_cli_yosys_failure_shows_its_last_lines_and_exits_1(tmp_path):
 
 def test_cli_synthesizes_a_processing_element(tmp_path):
     r = _cli("--out", str(tmp_path), "--block", "pe", "--target", "generic", "--chunk", "off",
-             "--outer-rounding", "nearest", "--top", "tiny")
+             "--outer-rounding", "nearest", "--top", "tiny", "--dot", "2")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "area.json").read_text())
     assert report["design"]["top"] == "tiny_pe" and report["design"]["config"]["chunk"] is None
+    assert report["macs_per_cycle"] == 2 and report["design"]["config"]["dot"] == 2
     assert report["generic"]["transistors"]["value"] > 1000
     assert (tmp_path / "tiny_pe.v").is_file() and "| generic | transistor estimate |" in r.stdout
 
@@ -360,3 +361,21 @@ def test_comparison_report_states_the_ratios_against_the_goals(tmp_path, fp16_ar
     sc.write_reports(_fake_results(sc, fp16_area, fp32_area), meta, [4], [4], {}, reports=tmp_path,
                      benchmarks=bench)
     assert bench.read_text() == text  # rewritten in place, not appended
+
+
+def test_dot_section_divides_by_the_products_per_cycle():
+    """Area per MAC/cycle is area / dot and throughput per area dot x Fmax / area, each FP8 row
+    set against the baseline with the same dot (figures made up here, ratios worked by hand)."""
+    sc = _compare_module()
+
+    def rep(area, fmax):
+        return {"asic": {"area": {"value": area}, "fmax": {"value": fmax}}}
+
+    res = {"fp8": rep(1000.0, 100.0), "fp16_fp32": rep(2000.0, 50.0),
+           "dot2_fp8": rep(1500.0, 80.0), "dot2_fp16": rep(3800.0, 40.0)}
+    md = "\n".join(sc._dot_section(res))
+    # dot 1: 2000 / 1000 = 2.00x area per MAC; (100 / 1000) / (50 / 2000) = 4.00x per area.
+    assert "| FP8 e5m2 -> fp16_ibm (default) | 1 | 1,000 | 1,000 | 100.0 | 100.00 | 2.00x |  | 4.00x |" in md
+    # dot 2: 1900 / 750 = 2.53x; (2 * 80 / 1500) / (2 * 40 / 3800) = 5.07x.
+    assert "| FP8 e5m2 -> fp16_ibm (default) | 2 | 1,500 | 750 | 80.0 | 106.67 | 2.53x |  | 5.07x |" in md
+    assert "at dot 2 needs 2.67x less area per MAC/cycle" in md
