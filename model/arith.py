@@ -1,18 +1,19 @@
-"""Rounded arithmetic on codes: ``fp_add`` and the fused MAC step ``fp_fma`` (ARCHITECTURE.md §2-3).
+"""Rounded arithmetic on codes: ``fp_add``, the fused MAC step ``fp_fma`` and the multi-term
+fused step ``fp_dot`` (ARCHITECTURE.md §2, §3, §3b).
 
-Both form the exact result with :func:`~fp8mac.model.rounding.add_exact` /
-:func:`~fp8mac.model.rounding.mul_exact` and round it once with
-:func:`~fp8mac.model.rounding.round_unpacked`. They broadcast like NumPy.
+Each forms the exact result with :func:`~fp8mac.model.rounding.add_exact` /
+:func:`~fp8mac.model.rounding.sum_exact` and :func:`~fp8mac.model.rounding.mul_exact`, and
+rounds it once with :func:`~fp8mac.model.rounding.round_unpacked`. They broadcast like NumPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .formats import FloatFormat, check_codes, format_by_name
-from .rounding import add_exact, check_rounding, mul_exact, pack, round_unpacked
+from .formats import FloatFormat, Unpacked, check_codes, format_by_name
+from .rounding import add_exact, check_rounding, mul_exact, pack, round_unpacked, sum_exact
 
-__all__ = ["fp_add", "fp_mul_exact", "fp_fma", "check_format_pair", "broadcast_operands"]
+__all__ = ["fp_add", "fp_mul_exact", "fp_fma", "fp_dot", "check_format_pair", "broadcast_operands"]
 
 
 def broadcast_operands(**operands):
@@ -80,4 +81,56 @@ def fp_fma(acc_fmt, in_fmt, acc, a, b, rounding="nearest", rand=None, rbits=None
     prod = mul_exact(in_fmt.unpack(a), in_fmt.unpack(b))
     exact, sticky = add_exact(acc_fmt.unpack(acc), prod)
     out = pack(acc_fmt, round_unpacked(acc_fmt, exact, sticky, rounding, rand, rbits, checked=True))
+    return np.broadcast_to(out, shape).copy() if out.shape != shape else out
+
+
+def fp_dot(acc_fmt, in_fmt, acc, a, b, rounding="nearest", rand=None, rbits=None) -> np.ndarray:
+    """The multi-term fused MAC step ``round(acc + a[..., 0]*b[..., 0] + ... + a[..., d-1]*b[..., d-1])``.
+
+    ``a`` and ``b`` are ``in_fmt`` codes whose last axis holds the d terms (d >= 1; the two
+    broadcast together, last axis included); ``acc`` is ``acc_fmt`` codes broadcasting with
+    their other axes. The result (``acc_fmt`` codes, shape of those other axes broadcast with
+    ``acc`` and ``rand``) is the exact sum of ``acc`` and the d exact products rounded **once**,
+    with the rounding definitions of ARCHITECTURE.md §2 (as :func:`fp_fma`, which is the case
+    d = 1, bit for bit). ``rand`` holds one draw per result.
+
+    The exact sum is formed by :func:`~fp8mac.model.rounding.sum_exact` on one integer grid
+    (not with :func:`~fp8mac.model.rounding.add_exact`'s 60-bit window: two large products may
+    cancel exactly and leave a tiny third one). Specials: NaN if ``acc`` or an operand is NaN,
+    for any 0 * inf, or when +inf and -inf both occur among ``acc`` and the products; otherwise
+    an infinity (its sign) if any term is infinite. An exact zero sum is +0 unless every term
+    (``acc`` and every product) is -0; a non-zero sum that rounds to zero keeps its sign.
+
+    Raises
+    ------
+    ValueError
+        For an unknown format, codes out of range, shapes that do not broadcast, ``a`` or ``b``
+        without a terms axis (0-d) or with no terms, or a bad rounding request.
+    """
+    acc_fmt = format_by_name(acc_fmt, "acc_fmt")
+    in_fmt = format_by_name(in_fmt, "in_fmt")
+    check_format_pair(acc_fmt, in_fmt)
+    acc = check_codes(acc_fmt, acc, "acc")
+    a = check_codes(in_fmt, a, "a")
+    b = check_codes(in_fmt, b, "b")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"a and b must have a last axis of d terms, got shapes {a.shape} and {b.shape}")
+    terms = broadcast_operands(a=a, b=b)
+    if terms[-1] == 0:
+        raise ValueError(f"a and b must hold at least one term (last axis), got shapes {a.shape} and {b.shape}")
+    try:
+        shape = np.broadcast_shapes(acc.shape, terms[:-1])
+    except ValueError:
+        raise ValueError(f"operand shapes do not broadcast: acc {acc.shape} with the other axes of "
+                         f"a and b {terms[:-1]}") from None
+    rounding, rand, rbits = check_rounding(rounding, rand, rbits, shape)
+    a, b = np.broadcast_to(a, shape + terms[-1:]), np.broadcast_to(b, shape + terms[-1:])
+    acc = np.broadcast_to(acc, shape)[..., None]
+    prod = mul_exact(in_fmt.unpack(a), in_fmt.unpack(b))
+    x = Unpacked(*(np.concatenate([np.broadcast_to(u, acc.shape), p], axis=-1)
+                   for u, p in zip(acc_fmt.unpack(acc), prod)))
+    exact, sticky = sum_exact(x)
+    out = pack(acc_fmt, round_unpacked(acc_fmt, exact, sticky, rounding, rand, rbits, checked=True))
+    if rand is not None:
+        shape = np.broadcast_shapes(shape, rand.shape)
     return np.broadcast_to(out, shape).copy() if out.shape != shape else out

@@ -23,7 +23,7 @@ import numpy as np
 
 from .formats import FloatFormat, Unpacked
 
-__all__ = ["ROUNDINGS", "MAX_RBITS", "round_unpacked", "pack", "add_exact", "mul_exact",
+__all__ = ["ROUNDINGS", "MAX_RBITS", "round_unpacked", "pack", "add_exact", "sum_exact", "mul_exact",
            "check_rounding", "top_exponent"]
 
 ROUNDINGS = ("nearest", "zero", "stochastic")
@@ -194,3 +194,100 @@ def add_exact(x: Unpacked, y: Unpacked, tx=None, ty=None):
     sign = np.where(T == 0, x.sign & y.sign, neg)
     sign = np.where(inf, np.where(x.inf, x.sign, y.sign), sign)
     return Unpacked(sign.astype(np.int64), mag >> 1, g, nan, inf), (mag & 1) == 1
+
+
+LIMB = 56  # sum_exact's limb width
+_GROUP = 32  # terms added between carry propagations: a limb then holds < (2 * 32 + 1) * 2**56 < 2**63
+
+
+def sum_exact(x: Unpacked, axis: int = -1):
+    """The exact sum of the values along ``axis`` of ``x``, as ``(Unpacked, sticky)``.
+
+    :func:`add_exact` keeps a 60-bit window below the larger operand, which is exact for two
+    terms but not for more: two large terms may cancel exactly and leave a tiny third one whose
+    bits lay below the window. Here every finite term is placed exactly on one integer grid
+    whose unit is the smallest ulp of any non-zero term, ``2**lsb``, in limbs of 56 bits (int64
+    arrays, signed, carries propagated every 32 terms), wide enough for the largest term plus
+    the carries of the sum. The exact sum is then reduced to ``sig`` with exactly 62 bits (its
+    leading one at bit 61) and a sticky bit for anything non-zero below: the sticky lies at least
+    62 - 24 = 38 bits below any result ulp, more than the 32 random bits stochastic rounding
+    reads, so :func:`round_unpacked` applies.
+
+    Specials: NaN if any term is NaN or infinities of both signs occur; else an infinity (its
+    sign) if any term is infinite. An exact zero sum is +0 unless every term is -0 (then -0),
+    which generalizes ``(-0) + (-0) = -0``. Significands must be below ``2**56`` (products of two
+    24-bit significands have at most 48 bits).
+    """
+    x = Unpacked(*(np.moveaxis(np.asarray(v), axis, -1) for v in x))
+    shape, n = x.sig.shape[:-1], x.sig.shape[-1]
+    if n == 0:
+        raise ValueError("sum_exact needs at least one term")
+    sign, sig, exp, nan, inf = (np.reshape(v, (-1, n)) for v in x)
+    rows = sig.shape[0]
+    pos_inf = (inf & (sign == 0)).any(axis=1)
+    neg_inf = (inf & (sign == 1)).any(axis=1)
+    nan_out = nan.any(axis=1) | (pos_inf & neg_inf)
+    inf_out = (pos_inf | neg_inf) & ~nan_out
+    live = sig > 0
+    if np.any(sig >> LIMB):
+        raise AssertionError("internal: sum_exact takes significands below 2**56")
+    if live.any():
+        lsb = int(exp[live].min())
+        top = int((exp + bitlen(sig))[live].max())
+    else:
+        lsb = top = 0
+    # |sum| < n * 2**top: limbs 0 .. nl-2 hold it; limb nl-1 is only the sign after the carries.
+    nl = -(-(top - lsb + n.bit_length() + 1) // LIMB) + 1
+    limbs = np.zeros((rows, nl + 1), np.int64)  # one spare limb: a term's high part may land there
+    flat = limbs.reshape(-1)
+    base = np.arange(rows, dtype=np.int64) * (nl + 1)
+    off = np.where(live, exp - lsb, 0)
+    j, r = off // LIMB, off % LIMB
+    neg = sign == 1
+    for t in range(n):
+        lo = (sig[:, t] & ((1 << (LIMB - r[:, t])) - 1)) << r[:, t]
+        hi = sig[:, t] >> (LIMB - r[:, t])
+        idx = base + j[:, t]
+        flat[idx] += np.where(neg[:, t], -lo, lo)
+        flat[idx + 1] += np.where(neg[:, t], -hi, hi)
+        if t % _GROUP == _GROUP - 1:
+            _carry(limbs)
+    _carry(limbs)
+    negative = limbs[:, -1] < 0
+    if negative.any():
+        limbs[negative] = -limbs[negative]
+        _carry(limbs)
+    # the top non-zero limb h and the two below it; sticky for anything further down
+    nz = limbs != 0
+    any_nz = nz.any(axis=1)
+    h = np.where(any_nz, limbs.shape[1] - 1 - np.argmax(nz[:, ::-1], axis=1), 0)
+    pad = np.concatenate([np.zeros((rows, 3), np.int64), limbs], axis=1)  # limb k at column k + 3
+    below = np.logical_or.accumulate(np.concatenate([np.zeros((rows, 3), bool), nz], axis=1), axis=1)
+    pick = lambda col: np.take_along_axis(pad, (h + 3 + col)[:, None], axis=1)[:, 0]  # noqa: E731
+    hi, mid, lo = pick(0), pick(-1), pick(-2)
+    rest = np.take_along_axis(below, (h + 3 - 3)[:, None], axis=1)[:, 0]
+    b = bitlen(hi)  # 1..56 where the sum is non-zero
+    wide = b >= 6  # then bits of mid already reach below the 62-bit significand
+    sh_mid = np.where(wide, b - 6, 0)
+    sig_out = (hi << np.where(any_nz, 62 - b, 0)) | np.where(wide, mid >> sh_mid, mid << (6 - b).clip(0))
+    sh_lo = np.where(wide, 0, 50 + b)
+    sig_out = sig_out | np.where(wide, 0, lo >> sh_lo)
+    sticky = np.where(wide, ((mid & ((1 << sh_mid) - 1)) != 0) | (lo != 0), (lo & ((1 << sh_lo) - 1)) != 0)
+    sticky = (sticky | rest) & any_nz
+    exp_out = lsb + LIMB * h - (62 - b)
+    sign_out = np.where(any_nz, negative, sign.all(axis=1))
+    special = nan_out | inf_out
+    sign_out = np.where(inf_out, pos_inf == 0, sign_out)
+    sig_out = np.where(special | ~any_nz, 0, sig_out)
+    sticky = sticky & ~special
+    exp_out = np.where(any_nz & ~special, exp_out, exp[:, 0])
+    out = Unpacked(sign_out.astype(np.int64), sig_out, exp_out, nan_out, inf_out)
+    return Unpacked(*(v.reshape(shape) for v in out)), sticky.reshape(shape)
+
+
+def _carry(limbs):
+    """Propagate carries so that every limb but the last is in 0 .. 2**LIMB - 1 (in place)."""
+    for k in range(limbs.shape[1] - 1):
+        c = limbs[:, k] >> LIMB
+        limbs[:, k] -= c << LIMB
+        limbs[:, k + 1] += c

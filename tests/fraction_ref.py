@@ -12,7 +12,8 @@ Conventions that ARCHITECTURE.md leaves to IEEE 754 and that this reference stat
 * Overflow under ``zero`` (truncation) gives the largest finite value even when the format's
   policy is ``"inf"`` (IEEE 754-2019 §7.4: roundTowardZero carries no overflow to infinity).
 * A result that rounds to zero keeps the sign of the exact value; an exact zero sum is +0 unless
-  both addends are -0 (§2), so ``x + (-x) = +0``.
+  both addends are -0 (§2), so ``x + (-x) = +0``. For a sum of many terms (§3b's fused steps) an
+  exact zero is +0 unless every term is -0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 from fractions import Fraction
 from typing import NamedTuple
 
-__all__ = ["Value", "decode", "encode_exact", "round_value", "add", "mul", "fma", "add_codes",
+__all__ = ["Value", "decode", "encode_exact", "round_value", "add", "mul", "fma", "add_codes", "sum_values", "dot",
            "stochastic_q", "max_finite", "nan_code", "width", "from_float", "NAN"]
 
 
@@ -201,6 +202,32 @@ def mul(x: Value, y: Value) -> Value:
             return NAN
         return Value("inf", sign, Fraction(0))
     return Value("num", sign, x.mag * y.mag)
+
+
+def sum_values(terms) -> Value:
+    """The exact sum of any number of values: NaN if one is NaN or both +inf and -inf occur, else
+    an infinity if one occurs, else the Fraction sum (an exact zero is -0 only if every term is -0)."""
+    terms = list(terms)
+    if any(t.kind == "nan" for t in terms):
+        return NAN
+    infs = {t.sign for t in terms if t.kind == "inf"}
+    if len(infs) == 2:
+        return NAN
+    if infs:
+        return Value("inf", infs.pop(), Fraction(0))
+    s = sum((-t.mag if t.sign else t.mag) for t in terms)
+    if s == 0:
+        return Value("num", int(all(t.sign for t in terms)), Fraction(0))
+    return Value("num", int(s < 0), abs(s))
+
+
+def dot(acc_fmt, in_fmt, acc: int, a, b, rounding="nearest", rand=None, rbits=None) -> int:
+    """§3b's fused step: round(acc + a[0]*b[0] + ... + a[d-1]*b[d-1]) in ``acc_fmt``, one rounding
+    of the exact value (``a``, ``b``: sequences of d ``in_fmt`` codes)."""
+    a, b = list(a), list(b)
+    assert len(a) == len(b) >= 1
+    terms = [decode(acc_fmt, acc)] + [mul(decode(in_fmt, x), decode(in_fmt, y)) for x, y in zip(a, b)]
+    return round_value(acc_fmt, sum_values(terms), rounding, rand, rbits)
 
 
 def add_codes(fmt, a: int, b: int, rounding="nearest", rand=None, rbits=None) -> int:
