@@ -6,20 +6,29 @@ The rules, which the hardware follows:
   order (tile ``t = tile_row * n_tile_cols + tile_col``). Processing element (r, c) computes output
   ``(tile_row * rows + r, tile_col * cols + c)``. Lanes beyond M or N (padding) compute on zero
   operands and their results are dropped.
-* **Schedule per output** (dot product of length K, chunk size C)::
+* **Steps** (dot width ``d = config.dot``, ARCHITECTURE.md §3b). The dot product of length K is
+  completed with +0 products to ``Kp = ceil(K / d) * d`` (A's columns and B's rows padded with
+  code 0), and a *step* consumes d consecutive products: ``S = Kp / d`` steps per output. With
+  ``d = 1`` (the default) a step is one product and ``Kp = K``.
+* **Schedule per output** (chunk size C, counted in products, a multiple of d: C / d steps)::
 
       outer = +0
-      for each chunk of C consecutive products (the last may be shorter):
+      for each chunk of C consecutive products of the Kp (the last may be shorter):
           inner = +0
-          for k in chunk: inner = round_inner(inner + a_k * b_k)      # fused, one rounding
+          for each step (a_k*b_k ... a_(k+d-1)*b_(k+d-1)) in chunk:
+              inner = round_inner(inner + a_k*b_k + ... + a_(k+d-1)*b_(k+d-1))   # one rounding
           outer = round_outer(outer + inner)
-      result = outer          # chunking off (C = None): result = inner, one chunk, no outer add
+      result = outer          # chunking off (C = None): result = inner, one chunk of Kp products
 
+  A step is :func:`~fp8mac.model.arith.fp_dot` (:func:`~fp8mac.model.arith.fp_fma` for d = 1):
+  the exact sum rounded once. The +0 padding products change no value, except that a sum of
+  only -0 terms then becomes +0.
 * **Random streams.** Each PE has one LFSR per stochastic rounding (stream 0 inner, stream 1
   outer), seeded once with ``stream_seed(seed, r, c, stream)`` at the start of ``mac_gemm``
-  (hardware: at reset) and running on across tiles. A stochastic MAC step always draws (exact or
-  not), and so does every stochastic outer add; nothing else draws. So for tile ``t``, step ``k``
-  uses inner draw ``t * K + k`` and chunk ``j`` uses outer draw ``t * n_chunks + j``.
+  (hardware: at reset) and running on across tiles. A stochastic step always draws (exact or
+  not), once per step whatever d, and so does every stochastic outer add; nothing else draws.
+  So for tile ``t``, step ``s`` uses inner draw ``t * S + s`` and chunk ``j`` uses outer draw
+  ``t * n_chunks + j``.
 """
 
 from __future__ import annotations
@@ -30,13 +39,14 @@ from .config import MacConfig
 from . import fastpath
 from .formats import Unpacked, check_codes
 from .lfsr import STREAM_INNER, STREAM_OUTER, draw_sequences, stream_seed
-from .rounding import add_exact, mul_exact, pack, round_unpacked, top_exponent
+from .rounding import add_exact, mul_exact, pack, round_unpacked, sum_exact, top_exponent
 
-__all__ = ["mac_gemm", "pe_seeds", "n_chunks"]
+__all__ = ["mac_gemm", "pe_seeds", "n_chunks", "float_kernel_applies"]
 
 
 def n_chunks(k: int, chunk: int | None) -> int:
-    """Chunks in a dot product of length ``k`` (1 when chunking is off)."""
+    """Chunks in a dot product of length ``k`` (1 when chunking is off). With a dot width d (chunk
+    a multiple of d) the padded length ``ceil(k / d) * d`` has as many."""
     return 1 if chunk is None else -(-k // chunk)
 
 
@@ -73,20 +83,36 @@ class _IntKernel:
         exact, sticky = add_exact(acc[0], x[0], acc[1], x[1])
         return round_unpacked(self.facc, exact, sticky, rounding, rand, self.rbits, checked=True), None
 
+    def dot(self, acc, a_cols, b_rows, rounding, rand):
+        """One d-term step: ``a_cols`` (rows x d) and ``b_rows`` (d x N) codes."""
+        a3, b3 = a_cols[:, :, None], b_rows[None, :, :]
+        if self.table is not None:
+            prod = Unpacked(*(x[(a3 << self.fin.width) | b3] for x in self.table[0]))
+        else:
+            shape = (a3.shape[0], a3.shape[1], b3.shape[2])
+            prod = mul_exact(self.fin.unpack(np.broadcast_to(a3, shape)), self.fin.unpack(np.broadcast_to(b3, shape)))
+        terms = Unpacked(*(np.concatenate([u[:, None, :], p], axis=1) for u, p in zip(acc[0], prod)))
+        exact, sticky = sum_exact(terms, axis=1)
+        return round_unpacked(self.facc, exact, sticky, rounding, rand, self.rbits, checked=True), None
+
     def codes(self, state):
         return pack(self.facc, state[0])
 
 
 class _FloatKernel:
-    """:mod:`fp8mac.model.fastpath`: float64 state, TwoSum, exact pair rounding."""
+    """:mod:`fp8mac.model.fastpath`: float64 state, TwoSum, exact pair rounding; d-term steps
+    through the products' exact split sums (:func:`~fp8mac.model.fastpath.dot_pair`)."""
 
-    def __init__(self, fin, facc, rbits):
+    def __init__(self, fin, facc, rbits, dot=1):
         self.fin, self.facc, self.rbits = fin, facc, rbits
         self.table = None
+        self.plan = fastpath.dot_plan(facc, fin, dot) if dot > 1 else None
         if fin.width <= 8:
             v = fin.decode(np.arange(1 << fin.width))
             with np.errstate(invalid="ignore"):
                 self.table = np.multiply.outer(v, v).ravel()  # exact; 0 * inf = NaN
+                if self.plan is not None:
+                    self.hi, self.lo = fastpath.split(self.table, self.plan.split)
 
     def zero(self, shape):
         return np.zeros(shape)
@@ -102,6 +128,24 @@ class _FloatKernel:
             s, e = fastpath.two_sum(acc, x)
         return fastpath.round_pair(self.facc, s, e, rounding, rand, self.rbits)
 
+    def dot(self, acc, a_cols, b_rows, rounding, rand):
+        """One d-term step: ``a_cols`` (rows x d) and ``b_rows`` (d x N) codes."""
+        a3, b3 = a_cols[:, :, None], b_rows[None, :, :]
+        if self.table is None:
+            with np.errstate(invalid="ignore"):
+                s, e = fastpath.dot_sum(self.plan, acc, self.fin.decode(a3) * self.fin.decode(b3), axis=1)
+            return fastpath.round_pair(self.facc, s, e, rounding, rand, self.rbits)
+        # the same as dot_sum, with the products' split parts looked up
+        idx = (a3 << self.fin.width) | b3
+        with np.errstate(invalid="ignore"):
+            H = self.hi[idx].sum(axis=1)
+            L = self.lo[idx].sum(axis=1, initial=-0.0)  # -0 iff every lo is (NumPy starts from +0)
+            s, e = fastpath.dot_pair(self.plan, acc, H, L)
+            bad = ~np.isfinite(s)
+            if bad.any():  # a NaN or infinite term: IEEE's sum of the terms is the special result
+                s = np.where(bad, acc + self.table[idx].sum(axis=1), s)
+        return fastpath.round_pair(self.facc, s, e, rounding, rand, self.rbits)
+
     def codes(self, state):
         return self.facc.encode(state)
 
@@ -115,12 +159,22 @@ def _product_table(fmt):
     return Unpacked(*(np.ascontiguousarray(x) for x in u)), top_exponent(u)
 
 
+def float_kernel_applies(config: MacConfig) -> bool:
+    """Whether ``mac_gemm``'s float64 kernel is exact for ``config``: acc ``man_bits + rbits <= 52``
+    (:func:`fastpath.supported`) and, for ``dot > 1``, an exact scheme for the d-term steps
+    (:func:`fastpath.dot_plan`; fp8 and fp16 operands into every preset accumulator)."""
+    rb = config.rbits if config.stochastic_streams else None
+    if not fastpath.supported(config.acc_format, rb):
+        return False
+    return config.dot == 1 or fastpath.dot_plan(config.acc_format, config.in_format, config.dot) is not None
+
+
 def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> np.ndarray:
     """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)`` given as in_format codes.
 
     ``kernel`` selects the arithmetic: ``"int"`` is the definition (:mod:`fp8mac.model.rounding`),
     ``"float"`` the faster :mod:`fp8mac.model.fastpath` proven equal to it; ``None`` (default)
-    takes the fast one where it applies.
+    takes the fast one where it applies (:func:`float_kernel_applies`).
 
     Raises
     ------
@@ -142,13 +196,16 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
     R, C = config.rows, config.cols
     tm, tn = -(-M // R), -(-N // C)
     Mp, Np = tm * R, tn * C
-    ap = np.zeros((Mp, K), dtype=np.int64)
-    ap[:M] = a
-    bp = np.zeros((K, Np), dtype=np.int64)
-    bp[:, :N] = b
+    d = config.dot
+    Kp = -(-K // d) * d  # completed with +0 products
+    steps = Kp // d
+    ap = np.zeros((Mp, Kp), dtype=np.int64)
+    ap[:M, :K] = a
+    bp = np.zeros((Kp, Np), dtype=np.int64)
+    bp[:K, :N] = b
 
-    chunk = K if config.chunk is None else config.chunk
-    nch = n_chunks(K, config.chunk)
+    chunk = Kp if config.chunk is None else config.chunk
+    nch = n_chunks(Kp, config.chunk)
     T = tm * tn
     rb = config.rbits
     # Per output (i, j): the flat index of its PE's first draw for its tile, in a draw sequence
@@ -161,17 +218,20 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
         seq = draw_sequences(pe_seeds(config, stream), config.lfsr_width, rb, T * per_tile)
         return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
 
-    inner_seq = draws(STREAM_INNER, K) if config.inner_rounding == "stochastic" else None
+    inner_seq = draws(STREAM_INNER, steps) if config.inner_rounding == "stochastic" else None
     outer_seq = (draws(STREAM_OUTER, nch)
                  if config.chunk is not None and config.outer_rounding == "stochastic" else None)
 
     if kernel is None:
-        kernel = "float" if fastpath.supported(facc, rb if config.stochastic_streams else None) else "int"
+        kernel = "float" if float_kernel_applies(config) else "int"
     if kernel not in ("int", "float"):
         raise ValueError(f"kernel must be 'int', 'float' or None, not {kernel!r}")
     if kernel == "float" and not fastpath.supported(facc, rb if config.stochastic_streams else None):
         raise ValueError(f"kernel='float' needs acc man_bits + rbits <= 52, not {facc.man_bits} + {rb}")
-    ops = (_FloatKernel if kernel == "float" else _IntKernel)(fin, facc, rb)
+    if kernel == "float" and not float_kernel_applies(config):
+        raise ValueError(f"kernel='float' has no exact float64 scheme for dot={d} steps of "
+                         f"{fin.label} products into {facc.label} (fastpath.dot_plan)")
+    ops = _FloatKernel(fin, facc, rb, d) if kernel == "float" else _IntKernel(fin, facc, rb)
     out = np.empty((Mp, Np), dtype=facc.code_dtype)
     # Outputs are independent: run the K loop on blocks of rows small enough to stay in cache.
     rows_per_block = max(1, _BLOCK // Np)
@@ -187,11 +247,16 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
 
         outer = ops.zero(shape)
         a_blk = ap[rs]
-        for c0 in range(0, K, chunk):
+        for c0 in range(0, Kp, chunk):
             inner = ops.zero(shape)
-            for k in range(c0, min(c0 + chunk, K)):
-                prod = ops.product(a_blk[:, k][:, None], bp[k][None, :], shape)
-                inner = ops.add(inner, prod, config.inner_rounding, rand(inner_seq, k))
+            if d == 1:
+                for k in range(c0, min(c0 + chunk, Kp)):
+                    prod = ops.product(a_blk[:, k][:, None], bp[k][None, :], shape)
+                    inner = ops.add(inner, prod, config.inner_rounding, rand(inner_seq, k))
+            else:
+                for k in range(c0, min(c0 + chunk, Kp), d):
+                    inner = ops.dot(inner, a_blk[:, k:k + d], bp[k:k + d], config.inner_rounding,
+                                    rand(inner_seq, k // d))
             if config.chunk is None:
                 outer = inner
             else:

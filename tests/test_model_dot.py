@@ -46,6 +46,8 @@ def dot_stimulus(rng, acc_fmt, in_fmt, n, d):
     * pairs of products that cancel exactly (``a_1 = -a_0``, ``b_1 = b_0``) with large magnitudes,
       and a tiny last product (subnormal operands): the window-breaking case;
     * accumulator minus the products' sum, rounded and nudged by a few codes (massive cancellation);
+    * a product that is a power of two and a tiny one of the other sign (the sum lies just inside
+      the binade below: truncation and stochastic rounding must see the borrow);
     * signed zeros only (all -0 rows included), and uniform and corner codes (infinities, NaNs,
       extremes).
     """
@@ -69,6 +71,14 @@ def dot_stimulus(rng, acc_fmt, in_fmt, n, d):
         for i in (d - 2, d - 1):
             a[cancel, i] = tiny[cancel, i]
             b[cancel, i] = np.where(rng.random(cancel.sum()) < 0.75, tiny[cancel, 0], b[cancel, i])
+    edge = (kind >= 0.65) & (kind < 0.8)  # +-2**k and a tiny product of the other sign, the rest zeros
+    ne = edge.sum()
+    pow2 = (rng.integers(in_fmt.emin, in_fmt.emax + 1, ne) + in_fmt.bias) << in_fmt.man_bits
+    s0 = rng.integers(0, 2, ne) * sign
+    a[edge] = 0
+    b[edge] = 0
+    a[edge, 0], b[edge, 0] = pow2 | s0, pow2
+    a[edge, -1], b[edge, -1] = tiny[edge, 0] | (s0 ^ sign), tiny[edge, 1] & ~sign
     uniform = (kind >= 0.9)  # uniform codes, a fifth of them corner codes (zeros, extremes, inf, NaN)
     corners = np.array(corner_codes(in_fmt))
     for x in (a, b):
@@ -90,6 +100,9 @@ def dot_stimulus(rng, acc_fmt, in_fmt, n, d):
     nudged = neg + rng.integers(-2, 3, n)
     ok = (nudged >= 0) & (nudged < 1 << acc_fmt.width) & ((nudged ^ neg) >> (acc_fmt.width - 1) == 0)
     acc = np.where((kind >= 0.3) & (kind < 0.5) & ok, nudged, acc)
+    acc_pow2 = acc & ~((1 << acc_fmt.man_bits) - 1)  # the accumulator too, a power of two (or zero)
+    acc = np.where(edge & (rng.random(n) < 0.5), acc_pow2, acc)
+    acc = np.where(edge & (rng.random(n) < 0.3), 0, acc)
     return acc, a, b
 
 

@@ -1,9 +1,11 @@
 """model/gemm.py, model/config.py and model/layers.py: ``mac_gemm``, ``MacConfig`` and the layer GEMMs.
 
 ``mac_gemm`` is compared bit for bit with a slow reference written here from the rules in
-model/gemm.py's docstring: Python loops over tiles and processing elements, each MAC step and
-each outer add rounded by tests/fraction_ref.py (exact Fractions), and one bit-serial LFSR per
-(PE, stream) written from model/lfsr.py's docstring, seeded by that docstring's seed formula.
+model/gemm.py's docstring: Python loops over tiles and processing elements, each MAC step (one
+product, or d products for ``dot = d``: fraction_ref.dot's exact sum, K completed with +0
+products) and each outer add rounded by tests/fraction_ref.py (exact Fractions), and one
+bit-serial LFSR per (PE, stream) written from model/lfsr.py's docstring, seeded by that
+docstring's seed formula, drawing once per step.
 Only the tap table (data, proven maximal in test_model_lfsr.py) is taken from the model.
 """
 
@@ -53,17 +55,25 @@ def _fma(acc_fmt, in_fmt, acc, a, b, rounding, rand, rbits):
     return ref.round_value(acc_fmt, exact, rounding, rand, rbits)
 
 
-def reference_gemm(a, b, cfg: MacConfig, padding_draws=True):
-    """The docstring's rules, literally. ``padding_draws=False`` is a deliberately wrong variant
-    (padding lanes idle) used to show that the comparison can tell the difference."""
+def _dot(acc_fmt, in_fmt, acc, a, b, rounding, rand, rbits):
+    terms = [_decode(acc_fmt, acc)] + [ref.mul(_decode(in_fmt, x), _decode(in_fmt, y)) for x, y in zip(a, b)]
+    return ref.round_value(acc_fmt, ref.sum_values(terms), rounding, rand, rbits)
+
+
+def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1):
+    """The docstring's rules, literally. ``padding_draws=False`` (padding lanes idle) and
+    ``draws_per_step=d`` (an inner draw per product instead of per step) are deliberately wrong
+    variants used to show that the comparison can tell the difference."""
     fin, facc, rb = cfg.in_format, cfg.acc_format, cfg.rbits
     (M, K), N = a.shape, b.shape[1]
     R, C = cfg.rows, cfg.cols
+    d = cfg.dot
+    Kp = -(-K // d) * d  # completed with +0 products
     inner_sr = cfg.inner_rounding == "stochastic"
     outer_sr = cfg.chunk is not None and cfg.outer_rounding == "stochastic"
     lfsr = {(r, c, s): BitSerialLfsr(reference_stream_seed(cfg.seed, r, c, s, cfg.lfsr_width), cfg.lfsr_width)
             for r in range(R) for c in range(C) for s in (0, 1)}
-    chunk = K if cfg.chunk is None else cfg.chunk
+    chunk = Kp if cfg.chunk is None else cfg.chunk
     out = np.zeros((M, N), dtype=np.int64)
     for tile_row in range(-(-M // R)):  # tiles in row-major order
         for tile_col in range(-(-N // C)):
@@ -73,14 +83,18 @@ def reference_gemm(a, b, cfg: MacConfig, padding_draws=True):
                     pad = i >= M or j >= N
                     if pad and not padding_draws:
                         continue
-                    arow = [int(x) for x in a[i]] if i < M else [0] * K  # padding: +0 operands
-                    bcol = [int(x) for x in b[:, j]] if j < N else [0] * K
+                    arow = ([int(x) for x in a[i]] if i < M else [0] * K) + [0] * (Kp - K)  # padding: +0 operands
+                    bcol = ([int(x) for x in b[:, j]] if j < N else [0] * K) + [0] * (Kp - K)
                     outer = 0  # +0
-                    for c0 in range(0, K, chunk):
+                    for c0 in range(0, Kp, chunk):
                         inner = 0
-                        for k in range(c0, min(c0 + chunk, K)):
-                            rand = lfsr[r, c, 0].draw(rb) if inner_sr else None
-                            inner = _fma(facc, fin, inner, arow[k], bcol[k], cfg.inner_rounding, rand, rb)
+                        for k in range(c0, min(c0 + chunk, Kp), d):  # one step: d products
+                            rand = [lfsr[r, c, 0].draw(rb) for _ in range(draws_per_step)][0] if inner_sr else None
+                            if d == 1:
+                                inner = _fma(facc, fin, inner, arow[k], bcol[k], cfg.inner_rounding, rand, rb)
+                            else:
+                                inner = _dot(facc, fin, inner, arow[k:k + d], bcol[k:k + d], cfg.inner_rounding,
+                                             rand, rb)
                         if cfg.chunk is None:
                             outer = inner
                         else:
@@ -105,9 +119,10 @@ def operands(rng, fmt, shape, specials=0.0):
 
 def kernels(cfg):
     """mac_gemm kernels to check: the default choice, the integer definition, and the float64 fast
-    path when it applies (acc man_bits + rbits <= 52)."""
+    path when it applies (acc man_bits + rbits <= 52; for dot > 1, fp8 or fp16 operands)."""
     ks = [None, "int"]
-    if cfg.acc_format.man_bits + (cfg.rbits if cfg.stochastic_streams else 0) <= 52:
+    if cfg.acc_format.man_bits + (cfg.rbits if cfg.stochastic_streams else 0) <= 52 and (
+            cfg.dot == 1 or cfg.in_format.exp_bits <= 5):
         ks.append("float")
     return ks
 
@@ -154,6 +169,81 @@ def test_mac_gemm_against_reference(M, K, N, fields, base_seed, seed, rng):
     a = operands(rng, cfg.in_format, (M, K), specials=0.05)
     b = operands(rng, cfg.in_format, (K, N), specials=0.05)
     check_gemm(a, b, cfg)
+
+
+# Multi-term steps (ARCHITECTURE.md §3b): K not a multiple of d, chunk off, chunk = d, stochastic
+# inner and outer, ragged M and N (padding lanes), every accumulator path of the float kernel
+# (on-grid fp16_ibm / fp16, wide fp32 / bf16) and the integer kernel alone (bf16 operands; r = 32).
+DOT_CASES = [
+    (3, 10, 3, dict(rows=2, cols=2, dot=4, chunk=8)),
+    (5, 7, 3, dict(rows=2, cols=4, dot=2, chunk=4, inner_rounding="stochastic", rbits=4)),
+    (4, 9, 5, dict(rows=3, cols=2, dot=8, chunk=None, inner_rounding="stochastic")),
+    (2, 3, 2, dict(rows=1, cols=1, dot=8, chunk=8, inner_rounding="stochastic")),  # K < d
+    (3, 17, 3, dict(rows=2, cols=2, dot=4, chunk=4, inner_rounding="stochastic", rbits=8)),  # a step per chunk
+    (3, 13, 2, dict(rows=2, cols=2, dot=2, chunk=6, in_format="fp16", acc_format="fp32",
+                    inner_rounding="stochastic", rbits=29)),
+    (3, 11, 3, dict(rows=2, cols=3, dot=4, chunk=8, in_format="fp8_e4m3", acc_format="bf16",
+                    inner_rounding="stochastic", rbits=12, lfsr_width=13)),
+    (3, 12, 4, dict(rows=2, cols=2, dot=4, chunk=4, acc_format=FP16_FTZ, inner_rounding="zero")),
+    (2, 37, 3, dict(rows=2, cols=2, dot=16, chunk=32, acc_format="fp16", inner_rounding="stochastic")),
+    (3, 9, 3, dict(rows=2, cols=2, dot=2, chunk=4, in_format="fp8_e4m3", acc_format="fp32",
+                   inner_rounding="stochastic", rbits=32, lfsr_width=64)),
+    (2, 70, 2, dict(rows=1, cols=2, dot=64, chunk=64, inner_rounding="stochastic", outer_rounding="nearest")),
+    (2, 6, 2, dict(rows=1, cols=1, dot=2, chunk=None, in_format="bf16", acc_format="fp32")),
+]
+
+
+@pytest.mark.parametrize("base_seed", ["fixture", 2**64 - 1])
+@pytest.mark.parametrize("M,K,N,fields", DOT_CASES, ids=[f"{m}x{k}x{n}-dot{f['dot']}-{i}"
+                                                         for i, (m, k, n, f) in enumerate(DOT_CASES)])
+def test_mac_gemm_dot_against_reference(M, K, N, fields, base_seed, seed, rng):
+    cfg = MacConfig(**fields, seed=seed if base_seed == "fixture" else base_seed)
+    a = operands(rng, cfg.in_format, (M, K), specials=0.05)
+    b = operands(rng, cfg.in_format, (K, N), specials=0.05)
+    check_gemm(a, b, cfg)
+
+
+def test_dot_draws_once_per_step():
+    """Tile t, step s uses inner draw t * S + s (S = Kp / d steps per output): a reference that
+    draws once per product instead gets different results (fixed operands: cannot flake)."""
+    cfg = MacConfig(rows=2, cols=2, dot=4, chunk=8, inner_rounding="stochastic", outer_rounding="stochastic")
+    fixed = np.random.default_rng(20190930)
+    a = operands(fixed, cfg.in_format, (3, 14))
+    b = operands(fixed, cfg.in_format, (14, 3))
+    right = reference_gemm(a, b, cfg)
+    np.testing.assert_array_equal(mac_gemm(a, b, cfg), right)
+    np.testing.assert_array_equal(mac_gemm(a, b, cfg, kernel="int"), right)
+    wrong = reference_gemm(a, b, cfg, draws_per_step=4)
+    assert np.any(right != wrong)
+
+
+def test_dot_completes_k_with_positive_zeros():
+    """Chunking off, fp16: step 1 rounds -2**-26 to -0; step 2 holds one -0 product. With K = 5
+    and d = 4 the other three products of step 2 are +0 padding, so the sum is +0; with K = 8 and
+    four -0 products it stays -0 (every term -0). With d = 1 there is no padding: -0."""
+    cfg = MacConfig(rows=1, cols=1, acc_format="fp16", chunk=None, dot=4)
+    neg_tiny, neg_zero = (0x88, 0x08), (0x80, 0x00)  # -2**-13 * 2**-13, -0 * +0
+    for k, dot, want in ((5, 4, 0x0000), (8, 4, 0x8000), (5, 1, 0x8000)):
+        pairs = [neg_tiny] + [neg_zero] * (k - 1)
+        a = np.array([[x for x, _ in pairs]])
+        b = np.array([[y for _, y in pairs]]).T
+        c = cfg.replace(dot=dot)
+        for kernel in kernels(c):
+            assert mac_gemm(a, b, c, kernel=kernel)[0, 0] == want, (k, dot, kernel)
+        assert reference_gemm(a, b, c)[0, 0] == want
+
+
+def test_dot_widths_agree_when_every_sum_is_exact(rng):
+    """Operands of 2 significant bits in a narrow range: every partial sum is exact in fp16_ibm,
+    so every dot width (and chunk) gives the exact dot product; padding included (K = 37)."""
+    fin = F["fp8_e5m2"]
+    a = fin.encode(rng.choice([0.0, 0.5, 1.0, 1.5, -0.5, -1.0, -1.5, 2.0, -3.0], size=(5, 37)))
+    b = fin.encode(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0, -0.25, -0.5, -1.0], size=(37, 6)))
+    exact = fin.decode(a) @ fin.decode(b)
+    for dot in (1, 2, 4, 8, 16, 32, 64):
+        for chunk in (None, 64):
+            cfg = MacConfig(rows=2, cols=4, dot=dot, chunk=chunk, inner_rounding="stochastic")
+            np.testing.assert_array_equal(F["fp16_ibm"].decode(mac_gemm(a, b, cfg)), exact)
 
 
 def test_mac_gemm_overflow_and_specials_against_reference(rng):
@@ -441,6 +531,9 @@ def test_mac_gemm_bad_config_and_kernel():
     with pytest.raises(ValueError, match=r"kernel='float' needs"):
         mac_gemm(np.zeros((1, 1), int), np.zeros((1, 1), int),
                  MacConfig(acc_format="fp32", inner_rounding="stochastic", rbits=32), kernel="float")
+    with pytest.raises(ValueError, match=r"kernel='float' has no exact float64 scheme for dot=2 steps of bf16"):
+        mac_gemm(np.zeros((1, 1), int), np.zeros((1, 1), int),
+                 MacConfig(in_format="bf16", acc_format="fp32", dot=2), kernel="float")
 
 
 # ---- layers ------------------------------------------------------------------------------------
