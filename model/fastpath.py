@@ -40,7 +40,8 @@ are exact only when ``e = 0``.
 
 * Every term is an integer multiple of ``2**Q`` and below ``2**M`` in magnitude: for the
   products of ``in_fmt`` (``Q_p = 2 (emin - m)``, ``M_p = 2 (emax + 1)``), for the accumulator
-  (``Q_a = emin - m``, ``M_a = emax + 1``).
+  (``Q_a = emin - m``, ``M_a = emax + 1``). For any format here every sum and error below is a
+  multiple of ``2**-600`` and below ``2**600``: float64 neither overflows nor underflows.
 * :func:`split` cuts ``x`` into ``hi``, ``x`` rounded to a multiple of ``2**S`` (``(x + C) - C``
   with ``C = 1.5 * 2**(S + 52)``, exact for ``|x| <= 2**(S + 51)``), and ``lo = x - hi``, exact,
   with ``|lo| <= 2**(S - 1)``. For ``n`` terms and ``G = ceil(log2 n)``, choose
@@ -78,9 +79,9 @@ integer path is used then.
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import NamedTuple
+
+import numpy as np
 
 from .formats import FloatFormat
 
