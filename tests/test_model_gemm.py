@@ -22,7 +22,7 @@ import pytest
 
 import fraction_ref as ref
 from test_model_lfsr import reference_stream_seed  # the documented seed function, written out
-from fp8mac.model import FORMATS, FloatFormat, MacConfig, mac_gemm
+from fp8mac.model import FORMATS, FloatFormat, MacConfig, fp_add, fp_dot, fp_fma, mac_gemm
 from fp8mac.model import layers
 from fp8mac.model.lfsr import TAPS
 
@@ -60,10 +60,22 @@ def _dot(acc_fmt, in_fmt, acc, a, b, rounding, rand, rbits):
     return ref.round_value(acc_fmt, ref.sum_values(terms), rounding, rand, rbits)
 
 
-def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1):
+def _model_dot(acc_fmt, in_fmt, acc, a, b, rounding, rand, rbits):
+    return int(fp_dot(acc_fmt, in_fmt, acc, a, b, rounding, rand, rbits))
+
+
+def _model_add(fmt, x, y, rounding, rand, rbits):
+    return int(fp_add(fmt, x, y, rounding, rand, rbits))
+
+
+def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1, arith="fractions"):
     """The docstring's rules, literally. ``padding_draws=False`` (padding lanes idle) and
     ``draws_per_step=d`` (an inner draw per product instead of per step) are deliberately wrong
-    variants used to show that the comparison can tell the difference."""
+    variants used to show that the comparison can tell the difference. ``arith="model"`` rounds
+    each step with the model's ``fp_dot`` / ``fp_fma`` and each outer add with ``fp_add`` (one
+    call per step) instead of the Fraction reference."""
+    step_fma, step_dot = (_fma, _dot) if arith == "fractions" else (
+        lambda f, i, acc, x, y, *r: int(fp_fma(f, i, acc, x, y, *r)), _model_dot)
     fin, facc, rb = cfg.in_format, cfg.acc_format, cfg.rbits
     (M, K), N = a.shape, b.shape[1]
     R, C = cfg.rows, cfg.cols
@@ -91,16 +103,19 @@ def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1):
                         for k in range(c0, min(c0 + chunk, Kp), d):  # one step: d products
                             rand = [lfsr[r, c, 0].draw(rb) for _ in range(draws_per_step)][0] if inner_sr else None
                             if d == 1:
-                                inner = _fma(facc, fin, inner, arow[k], bcol[k], cfg.inner_rounding, rand, rb)
+                                inner = step_fma(facc, fin, inner, arow[k], bcol[k], cfg.inner_rounding, rand, rb)
                             else:
-                                inner = _dot(facc, fin, inner, arow[k:k + d], bcol[k:k + d], cfg.inner_rounding,
-                                             rand, rb)
+                                inner = step_dot(facc, fin, inner, arow[k:k + d], bcol[k:k + d],
+                                                 cfg.inner_rounding, rand, rb)
                         if cfg.chunk is None:
                             outer = inner
                         else:
                             rand = lfsr[r, c, 1].draw(rb) if outer_sr else None
-                            exact = ref.add(_decode(facc, outer), _decode(facc, inner))
-                            outer = ref.round_value(facc, exact, cfg.outer_rounding, rand, rb)
+                            if arith == "fractions":
+                                exact = ref.add(_decode(facc, outer), _decode(facc, inner))
+                                outer = ref.round_value(facc, exact, cfg.outer_rounding, rand, rb)
+                            else:
+                                outer = _model_add(facc, outer, inner, cfg.outer_rounding, rand, rb)
                     if not pad:
                         out[i, j] = outer
     return out
@@ -201,6 +216,18 @@ def test_mac_gemm_dot_against_reference(M, K, N, fields, base_seed, seed, rng):
     a = operands(rng, cfg.in_format, (M, K), specials=0.05)
     b = operands(rng, cfg.in_format, (K, N), specials=0.05)
     check_gemm(a, b, cfg)
+
+
+@pytest.mark.parametrize("M,K,N,fields", DOT_CASES[:6], ids=[f"{m}x{k}x{n}-dot{f['dot']}-{i}"
+                                                             for i, (m, k, n, f) in enumerate(DOT_CASES[:6])])
+def test_mac_gemm_dot_equals_a_loop_of_fp_dot_and_fp_add(M, K, N, fields, seed, rng):
+    """The same per-output loop, each step one fp_dot call and each chunk one fp_add call."""
+    cfg = MacConfig(**fields, seed=seed, outer_rounding="stochastic")
+    a = operands(rng, cfg.in_format, (M, K), specials=0.05)
+    b = operands(rng, cfg.in_format, (K, N), specials=0.05)
+    want = reference_gemm(a, b, cfg, arith="model")
+    for kernel in kernels(cfg):
+        np.testing.assert_array_equal(mac_gemm(a, b, cfg, kernel=kernel), want)
 
 
 def test_dot_draws_once_per_step():
