@@ -149,6 +149,23 @@ def _dot_section(res):
     if fp16_1:
         lines += ["", f"Against the conventional FP16 PE (dot 1): the FP8 PE at dot {best[0]} needs "
                       f"{fp16_1[1] / best[3]:.2f}x less area per MAC/cycle."]
+    from fp8mac.hw.dot import dot_frame, product_frame
+    f8, f16 = product_frame("fp8_e5m2")[1], product_frame("fp16")[1]
+    frame = dot_frame("fp16_ibm", "fp8_e5m2", 8)[1]
+    lines += ["", "What limits the ratio (structural, not tuning): a correctly rounded sum of d >= 2 "
+              "products cannot use an alignment window with a sticky bit (two large products may "
+              "cancel exactly and leave a tiny third one), so every product is placed in a "
+              f"fixed-point frame that spans its format's whole product range: {f8} bits for e5m2 "
+              f"({frame} with the fp16_ibm accumulator in the same frame), {f16} for fp16. Per "
+              "product, the alignment shifter, the negation and the share of the carry-save tree "
+              "are therefore nearly as wide for FP8 as for FP16; only the multiplier shrinks "
+              "(3 x 3 against 11 x 11 significand bits). What would pass it: a narrower product "
+              "range (e4m3: 36 bits; block-scaled formats, whose elements share an exponent), a "
+              "second, named non-exact definition with a bounded window (its error measured), or "
+              "fewer bits of the frame in the tree (sign-extension constants instead of per-term "
+              "negation over the full width). Throughput per area also needs issue 13's pipeline: "
+              "the unpipelined dot-product step is one long path from the multipliers to the "
+              "rounder."]
     return lines + [""]
 
 

@@ -119,6 +119,14 @@ CASES = [
     ("4x4-nearest", dict(rows=4, cols=4, chunk=5, outer_rounding="nearest"), (5, 11, 6)),
     ("2x3-k1", dict(rows=2, cols=3, chunk=2), (5, 1, 7)),
     ("3x2-e4m3-fp32", dict(rows=3, cols=2, chunk=2, in_format="fp8_e4m3", acc_format="fp32"), (3, 5, 2)),
+    # Dot widths: K not a multiple of dot (padded with +0 products), chunks of several steps,
+    # both step structures (one frame for fp16_ibm, ProductSum + MacUnit for fp32 and the
+    # shared adder), stochastic inner and outer rounding.
+    ("2x3-dot4-chunk8", dict(rows=2, cols=3, dot=4, chunk=8), (3, 21, 4)),
+    ("2x2-dot2-shared", dict(rows=2, cols=2, dot=2, chunk=4, pe="shared-adder"), (3, 11, 3)),
+    ("2x3-dot8-both-stochastic", dict(rows=2, cols=3, dot=8, chunk=16, inner_rounding="stochastic"), (2, 37, 3)),
+    ("3x2-dot4-chunk-off", dict(rows=3, cols=2, dot=4, chunk=None), (4, 13, 2)),
+    ("2x2-dot2-e5m2-fp32", dict(rows=2, cols=2, dot=2, chunk=4, acc_format="fp32"), (2, 9, 3)),
 ]
 
 
@@ -128,9 +136,10 @@ def test_accelerator_matches_model(name, fields, shape, seed):
 
 
 def test_accelerator_specials(seed):
-    """Inf and NaN operands, both PE variants."""
+    """Inf and NaN operands, both PE variants, one product and four per step."""
     for pe in ("two-adder", "shared-adder"):
         check(MacConfig(rows=2, cols=2, chunk=3, pe=pe), 2, 7, 2, seed=seed, specials=True)
+        check(MacConfig(rows=2, cols=2, chunk=8, dot=4, pe=pe), 2, 13, 2, seed=seed, specials=True)
 
 
 def test_accelerator_back_to_back(seed):

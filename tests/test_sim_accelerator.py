@@ -42,10 +42,10 @@ SIMS = (os.environ["SIM"].strip().lower(),) if os.environ.get("SIM", "").strip()
 N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 
 # (id, MacConfig fields). Small arrays keep the Verilator builds short; between them the designs
-# cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, several
-# array shapes and chunk sizes.
+# cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, dot
+# widths 1 to 8 (both step structures), several array shapes and chunk sizes.
 QUICK_DESIGNS = [
-    ("2x4-two-adder-chunk16-outer-sr", dict(rows=2, cols=4, chunk=16)),
+    ("2x4-two-adder-dot4-chunk16-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16)),
     ("3x2-two-adder-chunk8-inner-sr-outer-nearest",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
           seed=7)),
@@ -56,6 +56,11 @@ FULL_DESIGNS = QUICK_DESIGNS + [
     ("3x5-two-adder-chunk8-both-sr", dict(rows=3, cols=5, chunk=8, inner_rounding="stochastic",
                                           seed=11)),
     ("2x2-two-adder-chunk-off", dict(rows=2, cols=2, chunk=None)),
+    ("2x4-two-adder-chunk16-outer-sr", dict(rows=2, cols=4, chunk=16)),
+    ("3x3-two-adder-dot8-chunk64-both-sr", dict(rows=3, cols=3, dot=8, chunk=64,
+                                                inner_rounding="stochastic", seed=5)),
+    ("2x3-shared-adder-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, pe="shared-adder")),
+    ("2x2-two-adder-dot4-chunk-off-fp32", dict(rows=2, cols=2, dot=4, chunk=None, acc_format="fp32")),
 ]
 DESIGNS = QUICK_DESIGNS if TIER == "quick" else FULL_DESIGNS
 
