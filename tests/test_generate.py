@@ -96,6 +96,13 @@ def test_bad_dot_is_one_line_naming_dot(tmp_path):
     assert stderr == "fp8mac: error: dot must be a power of two in 1..64, not 3\n"
 
 
+def test_generate_dot_flag_reaches_the_manifest(tmp_path):
+    out = tmp_path / "dot"
+    assert main(["generate", "--out", str(out), "--rows", "2", "--cols", "2", "--chunk", "16", "--dot", "4"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert MacConfig.from_dict(man["config"]) == MacConfig(rows=2, cols=2, chunk=16, dot=4)
+
+
 def test_bad_config_files(tmp_path):
     broken = tmp_path / "broken.toml"
     broken.write_text("rows = = 3\n")
