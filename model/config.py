@@ -17,9 +17,10 @@ from .formats import FORMATS, FloatFormat, format_by_name
 from .lfsr import TAPS, check_width
 from .rounding import MAX_RBITS, ROUNDINGS
 
-__all__ = ["MacConfig", "PE_VARIANTS", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
+__all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
 
 PE_VARIANTS = ("two-adder", "shared-adder")
+OUTER_ADDERS = ("pe", "row")
 MAX_ARRAY_DIM = 64
 MAX_DOT = 64
 _VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -98,6 +99,14 @@ class MacConfig:
     pe : {"two-adder", "shared-adder"}
         Hardware choice only (results are identical): a second adder for the outer sum, or one
         adder shared by inner and outer sums (one bubble per chunk).
+    outer_adder : {"pe", "row"}
+        Where the outer (chunk) sums are added: in every PE (default), or in one adder per array
+        row that serves the row's PEs in turn, since each PE needs it only once per chunk. ``"row"``
+        needs chunking, the two-adder PE and ``chunk / dot >= cols`` (a row's PEs end their
+        chunks one cycle apart, and every PE's chunk must end before the next one starts). The
+        row's adder then draws its stochastic bits from one LFSR per row (stream
+        :data:`~fp8mac.model.lfsr.STREAM_ROW_OUTER`), which changes which random bits each
+        outer sum gets (:func:`~fp8mac.model.gemm.mac_gemm` defines them), not the scheme.
     top : str
         Verilog name of the generated top module: an identifier that is not a Verilog or
         SystemVerilog keyword (:data:`VERILOG_KEYWORDS`).
@@ -122,6 +131,7 @@ class MacConfig:
     lfsr_width: int = 32
     seed: int = 1
     pe: str = "two-adder"
+    outer_adder: str = "pe"
     top: str = "fp8mac_array"
 
     def __post_init__(self):
@@ -151,6 +161,16 @@ class MacConfig:
         set_("seed", _int("seed", self.seed, 0, (1 << 64) - 1))
         if self.pe not in PE_VARIANTS:
             raise ValueError(f"pe must be one of {', '.join(PE_VARIANTS)}, not {self.pe!r}")
+        if self.outer_adder not in OUTER_ADDERS:
+            raise ValueError(f"outer_adder must be one of {', '.join(OUTER_ADDERS)}, not {self.outer_adder!r}")
+        if self.outer_adder == "row":
+            if self.chunk is None:
+                raise ValueError("outer_adder 'row' needs chunking: chunk is off")
+            if self.pe != "two-adder":
+                raise ValueError(f"outer_adder 'row' goes with pe two-adder, not {self.pe!r}")
+            if self.chunk // self.dot < self.cols:
+                raise ValueError(f"outer_adder 'row': chunk / dot ({self.chunk} / {self.dot}) must be at least "
+                                 f"cols ({self.cols}), one chunk end per column before the next chunk ends")
         if not isinstance(self.top, str) or not _VERILOG_ID.match(self.top):
             raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
         if self.top in VERILOG_KEYWORDS:
@@ -164,13 +184,21 @@ class MacConfig:
     @property
     def stochastic_streams(self) -> tuple[int, ...]:
         """The random streams a PE has: 0 (inner) and/or 1 (outer), those whose rounding is
-        stochastic (the outer one only when chunking is on)."""
+        stochastic (the outer one only when chunking is on and the PE has its own outer adder)."""
         streams = []
         if self.inner_rounding == "stochastic":
             streams.append(0)
-        if self.chunk is not None and self.outer_rounding == "stochastic":
+        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_adder == "pe":
             streams.append(1)
         return tuple(streams)
+
+    @property
+    def row_streams(self) -> tuple[int, ...]:
+        """The random streams each array row has: 2 (the row outer adder's, ``STREAM_ROW_OUTER``)
+        when the outer sums are stochastic and added per row, else none."""
+        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_adder == "row":
+            return (2,)
+        return ()
 
     def replace(self, **changes) -> "MacConfig":
         return dataclasses.replace(self, **changes)
@@ -179,7 +207,8 @@ class MacConfig:
         """The conventional MAC this design is measured against: the same formats and array,
         one accumulator (chunking off), every rounding to nearest. The error baselines of the
         regressions and the demo, and the area baselines of the synthesis comparison."""
-        return self.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest")
+        return self.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest",
+                            outer_adder="pe")
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -29,6 +29,13 @@ The rules, which the hardware follows:
   not), once per step whatever d, and so does every stochastic outer add; nothing else draws.
   So for tile ``t``, step ``s`` uses inner draw ``t * S + s`` and chunk ``j`` uses outer draw
   ``t * n_chunks + j``.
+* **Row outer adder** (``outer_adder = "row"``). Row r's outer sums are added by one adder that
+  serves the row's PEs in turn, and their stochastic bits come from one LFSR per row, seeded
+  with ``stream_seed(seed, r, 0, STREAM_ROW_OUTER)``. The array spaces chunk ends at least
+  ``cols`` cycles apart and PE (r, c) adds its chunk sum c cycles after PE (r, 0), so the adds
+  come in the order (chunk, column): chunk ``j`` of tile ``t`` in PE (r, c) uses the row's draw
+  ``(t * n_chunks + j) * cols + c``. Each PE thus gets every cols-th draw of its row's stream:
+  its own channel, and still independent of stalls and gaps.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import numpy as np
 from .config import MacConfig
 from . import fastpath
 from .formats import Unpacked, check_codes
-from .lfsr import STREAM_INNER, STREAM_OUTER, draw_sequences, stream_seed
+from .lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, draw_sequences, stream_seed
 from .rounding import add_exact, mul_exact, pack, round_unpacked, sum_exact, top_exponent
 
 __all__ = ["mac_gemm", "pe_seeds", "n_chunks", "float_kernel_applies"]
@@ -163,7 +170,7 @@ def float_kernel_applies(config: MacConfig) -> bool:
     """Whether ``mac_gemm``'s float64 kernel is exact for ``config``: acc ``man_bits + rbits <= 52``
     (:func:`fastpath.supported`) and, for ``dot > 1``, an exact scheme for the d-term steps
     (:func:`fastpath.dot_plan`; fp8 and fp16 operands into every preset accumulator)."""
-    rb = config.rbits if config.stochastic_streams else None
+    rb = config.rbits if config.stochastic_streams or config.row_streams else None
     if not fastpath.supported(config.acc_format, rb):
         return False
     return config.dot == 1 or fastpath.dot_plan(config.acc_format, config.in_format, config.dot) is not None
@@ -219,14 +226,22 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
         return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
 
     inner_seq = draws(STREAM_INNER, steps) if config.inner_rounding == "stochastic" else None
-    outer_seq = (draws(STREAM_OUTER, nch)
-                 if config.chunk is not None and config.outer_rounding == "stochastic" else None)
+    outer_seq = draws(STREAM_OUTER, nch) if STREAM_OUTER in config.stochastic_streams else None
+    if STREAM_ROW_OUTER in config.row_streams:
+        # One sequence per row, laid out (draw, r); PE (r, c)'s chunk j of tile t is draw
+        # (t * nch + j) * C + c, at flat index ((t * nch + j) * C + c) * R + r: its draws are
+        # R * C apart, as with per-PE streams.
+        seeds = np.array([[stream_seed(config.seed, r, 0, STREAM_ROW_OUTER, config.lfsr_width)]
+                          for r in range(R)], dtype=np.uint64)
+        seq = draw_sequences(seeds, config.lfsr_width, rb, T * nch * C)
+        outer_seq = seq.reshape(-1), (tile * nch * C + j % C) * R + i % R
 
     if kernel is None:
         kernel = "float" if float_kernel_applies(config) else "int"
     if kernel not in ("int", "float"):
         raise ValueError(f"kernel must be 'int', 'float' or None, not {kernel!r}")
-    if kernel == "float" and not fastpath.supported(facc, rb if config.stochastic_streams else None):
+    if kernel == "float" and not fastpath.supported(
+            facc, rb if config.stochastic_streams or config.row_streams else None):
         raise ValueError(f"kernel='float' needs acc man_bits + rbits <= 52, not {facc.man_bits} + {rb}")
     if kernel == "float" and not float_kernel_applies(config):
         raise ValueError(f"kernel='float' has no exact float64 scheme for dot={d} steps of "

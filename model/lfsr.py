@@ -23,7 +23,8 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["TAPS", "Lfsr", "tap_mask", "lfsr_step", "leap_columns", "stream_seed",
-           "draw_sequences", "state_sequence", "STREAM_INNER", "STREAM_OUTER", "check_width"]
+           "draw_sequences", "state_sequence", "STREAM_INNER", "STREAM_OUTER", "STREAM_ROW_OUTER",
+           "check_width"]
 
 TAPS: dict[int, tuple[int, ...]] = {
     3: (3, 2), 4: (4, 3), 5: (5, 3), 6: (6, 5), 7: (7, 6), 8: (8, 6, 5, 4), 9: (9, 5),
@@ -44,6 +45,9 @@ TAPS: dict[int, tuple[int, ...]] = {
 
 STREAM_INNER = 0
 STREAM_OUTER = 1
+STREAM_ROW_OUTER = 2
+"""Stream of a row's shared outer adder (``MacConfig.outer_adder == "row"``): seeded with
+``stream_seed(seed, row, 0, STREAM_ROW_OUTER)``; it serves the row's PEs in turn."""
 
 
 def check_width(width, name: str = "lfsr_width") -> int:

@@ -87,8 +87,19 @@ def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1, a
             for r in range(R) for c in range(C) for s in (0, 1)}
     chunk = Kp if cfg.chunk is None else cfg.chunk
     out = np.zeros((M, N), dtype=np.int64)
+    tn = -(-N // C)
+    n_chunks = -(-Kp // chunk)
+    row_draws = None
+    if cfg.outer_adder == "row" and outer_sr:
+        # One stream per row (stream 2, col 0), its draws taken in (tile, chunk, column) order.
+        n_tiles = -(-M // R) * tn
+        row_draws = []
+        for r in range(R):
+            src = BitSerialLfsr(reference_stream_seed(cfg.seed, r, 0, 2, cfg.lfsr_width), cfg.lfsr_width)
+            row_draws.append([src.draw(rb) for _ in range(n_tiles * n_chunks * C)])
     for tile_row in range(-(-M // R)):  # tiles in row-major order
-        for tile_col in range(-(-N // C)):
+        for tile_col in range(tn):
+            t = tile_row * tn + tile_col
             for r in range(R):
                 for c in range(C):
                     i, j = tile_row * R + r, tile_col * C + c
@@ -110,7 +121,10 @@ def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1, a
                         if cfg.chunk is None:
                             outer = inner
                         else:
-                            rand = lfsr[r, c, 1].draw(rb) if outer_sr else None
+                            if row_draws is not None:
+                                rand = row_draws[r][(t * n_chunks + c0 // chunk) * C + c]
+                            else:
+                                rand = lfsr[r, c, 1].draw(rb) if outer_sr else None
                             if arith == "fractions":
                                 exact = ref.add(_decode(facc, outer), _decode(facc, inner))
                                 outer = ref.round_value(facc, exact, cfg.outer_rounding, rand, rb)
@@ -332,6 +346,37 @@ def test_results_do_not_depend_on_pe_variant_or_top(rng):
     cfg = MacConfig(rows=2, cols=3, chunk=6, inner_rounding="stochastic")
     want = mac_gemm(a, b, cfg)
     np.testing.assert_array_equal(mac_gemm(a, b, cfg.replace(pe="shared-adder", top="other_name")), want)
+
+
+@pytest.mark.parametrize("fields,shape", [
+    (dict(rows=2, cols=3, chunk=4, outer_adder="row"), (5, 13, 7)),
+    (dict(rows=3, cols=2, chunk=8, dot=4, outer_adder="row", inner_rounding="stochastic"), (4, 30, 5)),
+])
+def test_row_outer_adder_draws_in_chunk_then_column_order(fields, shape, rng):
+    """outer_adder="row": each row's outer sums draw from one stream in (tile, chunk, column)
+    order (the reference draws them from a bit-serial LFSR in that order), which differs from
+    the per-PE streams, while nearest outer rounding gives the same codes either way."""
+    M, K, N = shape
+    a = operands(rng, F["fp8_e5m2"], (M, K))
+    b = operands(rng, F["fp8_e5m2"], (K, N))
+    cfg = MacConfig(**fields)
+    want = reference_gemm(a, b, cfg, arith="model")
+    for kernel in kernels(cfg):
+        np.testing.assert_array_equal(mac_gemm(a, b, cfg, kernel=kernel), want)
+    assert not np.array_equal(mac_gemm(a, b, cfg.replace(outer_adder="pe")), want)
+    nearest = cfg.replace(outer_rounding="nearest")
+    np.testing.assert_array_equal(mac_gemm(a, b, nearest), mac_gemm(a, b, nearest.replace(outer_adder="pe")))
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(outer_adder="column"), "outer_adder must be one of pe, row, not 'column'"),
+    (dict(outer_adder="row", chunk=None), "outer_adder 'row' needs chunking: chunk is off"),
+    (dict(outer_adder="row", pe="shared-adder"), "outer_adder 'row' goes with pe two-adder"),
+    (dict(outer_adder="row", cols=8, chunk=32, dot=8), r"chunk / dot \(32 / 8\) must be at least cols \(8\)"),
+])
+def test_row_outer_adder_constraints(fields, message):
+    with pytest.raises(ValueError, match=message):
+        MacConfig(**fields)
 
 
 def test_draws_do_not_depend_on_operand_values(rng):
