@@ -7,7 +7,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.model.config import MacConfig
+from fp8mac.model.lfsr import STREAM_ROW_OUTER, stream_seed
 
+from .adder import FloatAdder
+from .lfsr import Lfsr
 from .pe import ProcessingElement
 
 __all__ = ["MacArray"]
@@ -34,6 +37,15 @@ class MacArray(wiring.Component):
 
     Latency: the result of PE (r, c) is written ``r + c + 2`` cycles after the step that ends its
     dot product entered (``r + c + 3`` with chunking on: the outer add).
+
+    With ``outer_adder = "row"`` the PEs have no outer adder: each row has one
+    (:class:`~fp8mac.hw.adder.FloatAdder`, and one :class:`~fp8mac.hw.lfsr.Lfsr` seeded with
+    ``stream_seed(seed, r, 0, STREAM_ROW_OUTER)`` when the outer rounding is stochastic) that adds
+    the chunk sum of whichever PE asks (``outer_req``) in the cycle it asks, with the same timing as
+    a PE's own adder. The owner must end chunks at least ``cols`` steps apart (the
+    :class:`~fp8mac.hw.top.Accelerator` does): PE (r, c) asks ``c`` cycles after PE (r, 0), so no
+    two PEs of a row ask in one cycle, and they ask in column order, the order in which
+    :func:`~fp8mac.model.gemm.mac_gemm` hands out the row's draws.
 
     Parameters
     ----------
@@ -103,4 +115,26 @@ class MacArray(wiring.Component):
             m.d.comb += [self.row_data[r].eq(Cat(pe.result for pe in pes[r])),
                          self.row_full[r].eq(Cat(pe.full for pe in pes[r]).all())]
         m.d.comb += self.stall.eq(Cat(*stall_reqs).any())
+        if cfg.outer_adder == "row":
+            for r in range(R):
+                self._row_outer_adder(m, r, pes[r])
         return m
+
+    def _row_outer_adder(self, m, r, pes):
+        """Row r's outer adder: the requesting PE's operands (the others drive zeros) in, the
+        rounded sum out to every PE of the row (only the requesting one takes it)."""
+        cfg = self._config
+        stochastic = cfg.outer_rounding == "stochastic"
+        add = FloatAdder(cfg.acc_format, cfg.outer_rounding, cfg.rbits if stochastic else None)
+        m.submodules[f"outer_add_r{r}"] = add
+        req = Cat(pe.outer_req for pe in pes).any()
+        a = b = 0
+        for pe in pes:
+            a, b = a | pe.outer_a, b | pe.outer_b
+        m.d.comb += [add.a.eq(a), add.b.eq(b)]
+        m.d.comb += [pe.outer_sum.eq(add.result) for pe in pes]
+        if stochastic:
+            seed = stream_seed(cfg.seed, r, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
+            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+            m.submodules[f"lfsr_outer_r{r}"] = lfsr
+            m.d.comb += [lfsr.en.eq(self.en & req), add.rand.eq(lfsr.value)]

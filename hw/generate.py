@@ -26,10 +26,10 @@ from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
 
-from fp8mac.model.config import PE_VARIANTS, MacConfig
+from fp8mac.model.config import OUTER_ADDERS, PE_VARIANTS, MacConfig
 from fp8mac.model.formats import FORMATS, FloatFormat
 from fp8mac.model.gemm import pe_seeds
-from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, TAPS
+from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, TAPS, stream_seed
 from fp8mac.model.rounding import ROUNDINGS
 
 __all__ = ["add_config_arguments", "config_from_args", "load_config_file", "generate", "manifest",
@@ -70,6 +70,9 @@ def add_config_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--seed", type=int, help=f"base seed of the LFSR streams, 0..2**64-1 (default {d.seed})")
     g.add_argument("--pe", metavar="VARIANT",
                    help=f"processing element: {', '.join(PE_VARIANTS)} (default {d.pe})")
+    g.add_argument("--outer-adder", metavar="WHERE",
+                   help=f"outer (chunk) sums added in each PE or by one adder per row: "
+                        f"{', '.join(OUTER_ADDERS)}; row needs chunk/dot >= cols (default {d.outer_adder})")
     g.add_argument("--top", metavar="NAME", help=f"Verilog top module name (default {d.top})")
 
 
@@ -127,6 +130,9 @@ def manifest(config: MacConfig) -> dict:
         seeds["inner"] = pe_seeds(config, STREAM_INNER).tolist()
     if STREAM_OUTER in config.stochastic_streams:
         seeds["outer"] = pe_seeds(config, STREAM_OUTER).tolist()
+    if STREAM_ROW_OUTER in config.row_streams:  # one per row: the row outer adder's
+        seeds["row_outer"] = [stream_seed(config.seed, r, 0, STREAM_ROW_OUTER, config.lfsr_width)
+                              for r in range(config.rows)]
     return {
         "fp8mac_version": _version(),
         "top": config.top,

@@ -95,6 +95,14 @@ class ProcessingElement(wiring.Component):
         Drain acknowledge: empties ``result``.
     stall_req : Out(1)
         The PE must write a result this cycle but ``full`` is still set.
+    outer_req, outer_a, outer_b : Out
+        Only with ``outer_adder = "row"`` (the PE has no outer adder): an outer add is due this
+        cycle, of ``outer_a`` (the outer sum so far, +0 for the first chunk) and ``outer_b`` (the
+        chunk's inner sum), each an ``acc_format`` code, zero when ``outer_req`` is low (so a row
+        can OR them together).
+    outer_sum : In(acc_format width)
+        Only with ``outer_adder = "row"``: the rounded sum, from the row's adder, in the same
+        cycle.
     """
 
     def __init__(self, config: MacConfig, row: int = 0, col: int = 0):
@@ -105,12 +113,16 @@ class ProcessingElement(wiring.Component):
         self._config = config
         self._row, self._col = row, col
         wi, wa = config.dot * config.in_format.width, config.acc_format.width
-        super().__init__({
+        members = {
             "en": In(1),
             "a_in": In(wi), "b_in": In(wi), "valid_in": In(1), "last_in": In(1),
             "a_out": Out(wi), "b_out": Out(wi), "valid_out": Out(1), "last_out": Out(1),
             "result": Out(wa), "full": Out(1), "clear": In(1), "stall_req": Out(1),
-        })
+        }
+        if config.outer_adder == "row":
+            members.update({"outer_req": Out(1), "outer_a": Out(wa), "outer_b": Out(wa),
+                            "outer_sum": In(wa)})
+        super().__init__(members)
 
     @property
     def config(self) -> MacConfig:
@@ -173,7 +185,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.stall_req.eq(write & self.full)
 
         inner_stochastic = cfg.inner_rounding == "stochastic"
-        outer_stochastic = cfg.chunk is not None and cfg.outer_rounding == "stochastic"
+        outer_stochastic = STREAM_OUTER in cfg.stochastic_streams  # the PE's own outer stream
 
         if cfg.chunk is None:
             # One plain accumulator: result = inner after the last step.
@@ -208,7 +220,17 @@ class ProcessingElement(wiring.Component):
         outer_acc = Signal(facc.width)
         m.d.comb += outer_acc.eq(Mux(first_chunk, 0, outer))
 
-        if cfg.pe == "two-adder":
+        if cfg.outer_adder == "row":
+            # The outer add happens in the row's adder (MacArray), in this same cycle.
+            mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
+            m.submodules.mac = mac
+            m.d.comb += [mac.acc.eq(Mux(chunk_start, 0, inner)), self.outer_req.eq(pend),
+                         self.outer_a.eq(Mux(pend, outer_acc, 0)), self.outer_b.eq(Mux(pend, inner, 0))]
+            if inner_stochastic:
+                li = self._lfsr(m, "lfsr_inner", STREAM_INNER)
+                m.d.comb += [li.en.eq(step), mac.rand.eq(li.value)]
+            step_result, outer_result = mac.result, self.outer_sum
+        elif cfg.pe == "two-adder":
             mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             add = FloatAdder(facc, cfg.outer_rounding, rbits if outer_stochastic else None)
             m.submodules.mac = mac

@@ -87,7 +87,10 @@ class Accelerator(wiring.Component):
     a tile's last beat enters at least :func:`tile_spacing` cycles after the previous tile's last
     beat (``max(cols, ceil((rows + cols - 1) / 2))``; only tiles with a K below it pay for it), and
     with the ``shared-adder`` PE one bubble follows each chunk's last beat (the cycle in which
-    every PE's adder does its outer add).
+    every PE's adder does its outer add). With ``outer_adder = "row"`` a beat that ends a chunk
+    enters at least ``cols`` cycles after the previous one that did (the row's adder serves one
+    PE per cycle; with ``chunk / dot >= cols``, checked by the configuration, only a tile's short
+    last chunk can wait).
 
     Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 1`` cycles after
     its last operand beat is taken (``cols + 2`` with chunking on: the outer add); row r is ready r
@@ -126,7 +129,10 @@ class Accelerator(wiring.Component):
         gap = Signal(range(G + 1), init=G)
         bubble = Signal()  # shared-adder PE: this cycle must stay empty
         take = Signal()
-        m.d.comb += take.eq(en & ~bubble & ((gap >= G) | ~self.s_axis_a_tlast))
+        chunked = cfg.chunk is not None and (cfg.pe == "shared-adder" or cfg.outer_adder == "row")
+        chunk_end = Signal()  # the beat on offer ends a chunk (only where that matters)
+        chunk_ok = Signal(init=1)  # ... and may enter now
+        m.d.comb += take.eq(en & ~bubble & chunk_ok & ((gap >= G) | ~self.s_axis_a_tlast))
         fire = Signal()
         m.d.comb += [
             fire.eq(self.s_axis_a_tvalid & self.s_axis_b_tvalid & take),
@@ -137,15 +143,22 @@ class Accelerator(wiring.Component):
         ]
         with m.If(en):
             m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < G, gap + 1, gap)))
-        if cfg.pe == "shared-adder" and cfg.chunk is not None:
+        if chunked:
             steps = cfg.chunk // cfg.dot  # beats per chunk
             count = Signal(range(max(steps, 2)))
-            chunk_end = Signal()
             m.d.comb += chunk_end.eq(self.s_axis_a_tlast | (count == steps - 1))
+            with m.If(en & fire):
+                m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
+        if cfg.pe == "shared-adder" and cfg.chunk is not None:
             with m.If(en):
                 m.d.sync += bubble.eq(fire & chunk_end)
-                with m.If(fire):
-                    m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
+        if cfg.outer_adder == "row":
+            # A row's outer adder serves its PEs' chunk ends one per cycle, column after column:
+            # chunk ends enter at least `cols` array cycles apart (only short last chunks wait).
+            cgap = Signal(range(C + 1), init=C)
+            m.d.comb += chunk_ok.eq((cgap >= C) | ~chunk_end)
+            with m.If(en):
+                m.d.sync += cgap.eq(Mux(fire & chunk_end, 1, Mux(cgap < C, cgap + 1, cgap)))
         with m.If(fire & (self.s_axis_a_tlast != self.s_axis_b_tlast)):
             m.d.sync += self.err_tlast.eq(1)
 

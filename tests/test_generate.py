@@ -47,6 +47,25 @@ def test_generate_writes_three_files_and_manifest_round_trips(tmp_path):
     assert (out2 / "my_array.v").read_text() == verilog
 
 
+def test_generate_row_outer_adder(tmp_path):
+    """--outer-adder row: one adder and one seeded LFSR per row in the Verilog and the manifest
+    (the seeds written out: the model's documented function); a chunk that cannot serve every
+    column exits 2 naming the parameters."""
+    from fp8mac.model.lfsr import stream_seed
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--out", str(out), "--rows", "3", "--cols", "4", "--chunk", "8",
+                 "--dot", "2", "--outer-adder", "row", "--seed", "9"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["config"]["outer_adder"] == "row" and man["config"]["dot"] == 2
+    assert "outer" not in man["lfsr"]["stream_seeds"]  # no per-PE outer stream
+    assert man["lfsr"]["stream_seeds"]["row_outer"] == [stream_seed(9, r, 0, 2, 32) for r in range(3)]
+    verilog = (out / "fp8mac_array.v").read_text()
+    assert len(re.findall(r"^module \S*\.outer_add_r\d \(", verilog, re.M)) == 3
+    widths = {p["name"]: p["width"] for p in man["ports"]}
+    assert widths["s_axis_a_tdata"] == 3 * 2 * 8 and widths["s_axis_b_tdata"] == 4 * 2 * 8
+
+
 def test_generate_from_toml_with_flag_override(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('rows = 3\ncols = 2\nchunk = "off"\nacc_format = "fp32"\n')

@@ -127,6 +127,12 @@ CASES = [
     ("2x3-dot8-both-stochastic", dict(rows=2, cols=3, dot=8, chunk=16, inner_rounding="stochastic"), (2, 37, 3)),
     ("3x2-dot4-chunk-off", dict(rows=3, cols=2, dot=4, chunk=None), (4, 13, 2)),
     ("2x2-dot2-e5m2-fp32", dict(rows=2, cols=2, dot=2, chunk=4, acc_format="fp32"), (2, 9, 3)),
+    # One outer adder (and LFSR) per row: short last chunks (K = 13, chunk 4 on 3 columns) and
+    # short tiles (K = 2) make the top hold chunk ends apart.
+    ("2x3-row-outer-chunk4", dict(rows=2, cols=3, chunk=4, outer_adder="row"), (3, 13, 5)),
+    ("3x2-row-outer-k2", dict(rows=3, cols=2, chunk=2, outer_adder="row"), (5, 3, 4)),
+    ("2x2-row-outer-dot4-inner-sr", dict(rows=2, cols=2, chunk=8, dot=4, outer_adder="row",
+                                         inner_rounding="stochastic"), (3, 21, 3)),
 ]
 
 
@@ -145,6 +151,7 @@ def test_accelerator_specials(seed):
 def test_accelerator_back_to_back(seed):
     """No pauses at all: full throughput, tiles back to back."""
     check(MacConfig(rows=2, cols=2, chunk=2), 4, 6, 4, seed=seed, p_idle=(0, 0, 0))
+    check(MacConfig(rows=2, cols=3, chunk=3, outer_adder="row"), 4, 7, 6, seed=seed, p_idle=(0, 0, 0))
 
 
 @pytest.mark.parametrize("pe", ["two-adder", "shared-adder"])

@@ -43,9 +43,9 @@ N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 
 # (id, MacConfig fields). Small arrays keep the Verilator builds short; between them the designs
 # cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, dot
-# widths 1 to 8 (both step structures), several array shapes and chunk sizes.
+# widths 1 to 8 (both step structures), the row outer adder, several array shapes and chunk sizes.
 QUICK_DESIGNS = [
-    ("2x4-two-adder-dot4-chunk16-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16)),
+    ("2x4-dot4-chunk16-row-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16, outer_adder="row")),
     ("3x2-two-adder-chunk8-inner-sr-outer-nearest",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
           seed=7)),
@@ -57,6 +57,9 @@ FULL_DESIGNS = QUICK_DESIGNS + [
                                           seed=11)),
     ("2x2-two-adder-chunk-off", dict(rows=2, cols=2, chunk=None)),
     ("2x4-two-adder-chunk16-outer-sr", dict(rows=2, cols=4, chunk=16)),
+    ("2x4-two-adder-dot4-chunk16-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16)),
+    ("4x4-row-outer-chunk8-both-sr", dict(rows=4, cols=4, chunk=8, outer_adder="row",
+                                          inner_rounding="stochastic")),
     ("3x3-two-adder-dot8-chunk64-both-sr", dict(rows=3, cols=3, dot=8, chunk=64,
                                                 inner_rounding="stochastic", seed=5)),
     ("2x3-shared-adder-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, pe="shared-adder")),
