@@ -97,9 +97,22 @@ DOT_PES = [Design(f"dot{d}_{base}", f"{label}, dot {d}", "pe",
            for d in DOTS for base, label in (("fp8", "FP8 e5m2 -> fp16_ibm (default)"),
                                              ("fp16", "FP16 x FP16 -> FP32"), ("fp32", "FP32 x FP32 -> FP32"))
            if base != "fp32" or d <= 2]
-DOT_KEYS = {1: {"fp8": "fp8", "fp16": "fp16_fp32", "fp32": "fp32_fp32"}}
+#: The default FP8 PE with one outer adder per row (outer_adder="row"): the PE has no outer adder
+#: and no LFSR; each row's adder and LFSR serve its cols PEs. A 1 x cols row of them synthesized
+#: flat checks that composition.
+ROW_PES = [Design(f"dot{d}_fp8_row", f"FP8 e5m2 -> fp16_ibm, row outer adder, dot {d}", "pe",
+                  (DEFAULT.replace(dot=d, outer_adder="row"),), ("asic",)) for d in (1,) + DOTS]
+ROW_SLICE = Design("row_slice_fp8_row", "1 x 8 array, row outer adder", "array",
+                   (DEFAULT.replace(rows=1, outer_adder="row"),), ("asic",))
+DOT_KEYS = {1: {"fp8": "fp8", "fp8_row": "dot1_fp8_row", "fp16": "fp16_fp32", "fp32": "fp32_fp32"}}
 for _d in DOTS:
-    DOT_KEYS[_d] = {b: f"dot{_d}_{b}" for b in ("fp8", "fp16", "fp32")}
+    DOT_KEYS[_d] = {b: f"dot{_d}_{b}" for b in ("fp8", "fp8_row", "fp16", "fp32")}
+
+
+def _row_share(res):
+    """The osu018 area one PE carries of its row's outer adder and LFSR (1/cols of them)."""
+    add, lfsr = _v(res.get("add_fp16ibm_sr"), "asic", "area"), _v(res.get("lfsr32"), "asic", "area")
+    return None if add is None or lfsr is None else (add + lfsr) / DEFAULT.cols
 
 
 def _dot_rows(res):
@@ -111,6 +124,11 @@ def _dot_rows(res):
             area, fmax = _v(r, "asic", "area"), _v(r, "asic", "fmax")
             if area is None:
                 continue
+            if base == "fp8_row":  # the PE plus its share of the row's adder and LFSR
+                share = _row_share(res)
+                if share is None:
+                    continue
+                area += share
             rows.append((d, base, area, area / d, fmax,
                          d * fmax / area * 1e3 if fmax else None))
     return rows
@@ -131,11 +149,11 @@ def _dot_section(res):
              "FP16 / FP8, area per MAC | FP32 / FP8, area per MAC | FP8 / FP16, GMAC/s per mm^2 | "
              "FP8 / FP32, GMAC/s per mm^2 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    names = {"fp8": "FP8 e5m2 -> fp16_ibm (default)", "fp16": "FP16 x FP16 -> FP32",
-             "fp32": "FP32 x FP32 -> FP32"}
+    names = {"fp8": "FP8 e5m2 -> fp16_ibm (default)", "fp8_row": "... row outer adder (+ 1/cols of it)",
+             "fp16": "FP16 x FP16 -> FP32", "fp32": "FP32 x FP32 -> FP32"}
     for d, base, area, apm, fmax, tpa in rows:
         ratios = ["", "", "", ""]
-        if base == "fp8":
+        if base in ("fp8", "fp8_row"):
             for i, other in enumerate(("fp16", "fp32")):
                 o = by.get((d, other))
                 if o:
@@ -144,11 +162,20 @@ def _dot_section(res):
                         ratios[2 + i] = _fmt(tpa / o[3], 2, "x")
         lines.append(f"| {names[base]} | {d} | {_fmt(area)} | {_fmt(apm)} | {_fmt(fmax, 1)} | "
                      f"{_fmt(tpa, 2)} | " + " | ".join(ratios) + " |")
-    best = max((r for r in rows if r[1] == "fp8"), key=lambda r: -r[3])
+    best = max((r for r in rows if r[1] in ("fp8", "fp8_row")), key=lambda r: -r[3])
     fp16_1 = by.get((1, "fp16"))
     if fp16_1:
-        lines += ["", f"Against the conventional FP16 PE (dot 1): the FP8 PE at dot {best[0]} needs "
+        lines += ["", f"Against the conventional FP16 PE (dot 1): the FP8 PE at dot {best[0]}"
+                      f"{' with the row outer adder' if best[1] == 'fp8_row' else ''} needs "
                       f"{fp16_1[1] / best[3]:.2f}x less area per MAC/cycle."]
+    row_slice = _v(res.get("row_slice_fp8_row"), "asic", "area")
+    row_pe = by.get((1, "fp8_row"))
+    if row_slice and row_pe:
+        lines += ["", f"Check of the row composition: a 1 x {DEFAULT.cols} array with the row outer "
+                      f"adder, synthesized flat, is {row_slice / DEFAULT.cols:,.0f} um^2 per PE, "
+                      f"against {row_pe[0]:,.0f} composed (PE + 1/{DEFAULT.cols} of the row's adder "
+                      "and LFSR; the flat figure also holds the stream ports, skew registers and "
+                      "drain of a one-row array)."]
     from fp8mac.hw.dot import dot_frame, product_frame
     f8, f16 = product_frame("fp8_e5m2")[1], product_frame("fp16")[1]
     frame = dot_frame("fp16_ibm", "fp8_e5m2", 8)[1]
@@ -696,7 +723,7 @@ def main(argv=None) -> int:
     except (ToolMissing, ValueError) as exc:
         print(f"synth_compare: error: {exc}", file=sys.stderr)
         return 1
-    designs = PES + DOT_PES + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
+    designs = PES + DOT_PES + ROW_PES + [ROW_SLICE] + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
     if args.only is not None:
         known = {d.key for d in designs}
         unknown = [k for k in args.only if k not in known]

@@ -379,3 +379,9 @@ def test_dot_section_divides_by_the_products_per_cycle():
     # dot 2: 1900 / 750 = 2.53x; (2 * 80 / 1500) / (2 * 40 / 3800) = 5.07x.
     assert "| FP8 e5m2 -> fp16_ibm (default) | 2 | 1,500 | 750 | 80.0 | 106.67 | 2.53x |  | 5.07x |" in md
     assert "at dot 2 needs 2.67x less area per MAC/cycle" in md
+    # The row outer adder: the PE plus 1/cols (8) of the row's adder (640) and LFSR (160).
+    res.update({"dot1_fp8_row": rep(700.0, 100.0), "add_fp16ibm_sr": rep(640.0, None),
+                "lfsr32": rep(160.0, None)})
+    md = "\n".join(sc._dot_section(res))
+    # 700 + 100 = 800 um^2 per MAC: 2000 / 800 = 2.50x; (100 / 800) / (50 / 2000) = 5.00x.
+    assert "| ... row outer adder (+ 1/cols of it) | 1 | 800 | 800 | 100.0 | 125.00 | 2.50x |  | 5.00x |" in md
