@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
 
-from fp8mac.model.config import OUTER_ADDERS, PE_VARIANTS, MacConfig
+from fp8mac.model.config import MAX_PIPELINE, OUTER_ADDERS, PE_VARIANTS, MacConfig
 from fp8mac.model.formats import FORMATS, FloatFormat
 from fp8mac.model.gemm import pe_seeds
 from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, TAPS, stream_seed
@@ -70,6 +70,9 @@ def add_config_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--seed", type=int, help=f"base seed of the LFSR streams, 0..2**64-1 (default {d.seed})")
     g.add_argument("--pe", metavar="VARIANT",
                    help=f"processing element: {', '.join(PE_VARIANTS)} (default {d.pe})")
+    g.add_argument("--pipeline", type=int, metavar="N",
+                   help=f"register stages before each PE's accumulation loop, 0..{MAX_PIPELINE}; "
+                        f"results unchanged, latency + N (default {d.pipeline})")
     g.add_argument("--outer-adder", metavar="WHERE",
                    help=f"outer (chunk) sums added in each PE or by one adder per row: "
                         f"{', '.join(OUTER_ADDERS)}; row needs chunk/dot >= cols (default {d.outer_adder})")
@@ -123,7 +126,7 @@ def _format_entry(fmt: FloatFormat) -> dict:
 
 def manifest(config: MacConfig) -> dict:
     """The manifest of a generated design (JSON-serializable)."""
-    from .top import port_list
+    from .top import first_result_latency, port_list, tile_spacing
 
     seeds = {}
     if STREAM_INNER in config.stochastic_streams:
@@ -139,6 +142,15 @@ def manifest(config: MacConfig) -> dict:
         "config": config.to_dict(),
         "formats": {"in": _format_entry(config.in_format), "acc": _format_entry(config.acc_format)},
         "ports": port_list(config),
+        "timing": {
+            "macs_per_cycle_per_pe": config.macs_per_cycle,
+            "first_result_latency": first_result_latency(config),
+            "first_result_latency_doc": "cycles without a stall from the edge taking a tile's last "
+                                        "operand beat to its row 0 result beat being valid; row r "
+                                        "follows r cycles later",
+            "tile_spacing": tile_spacing(config.rows, config.cols),
+            "pipeline": config.pipeline,
+        },
         "lfsr": {"width": config.lfsr_width, "taps": list(TAPS[config.lfsr_width]),
                  "rbits": config.rbits, "stream_seeds": seeds},
         "files": {"verilog": f"{config.top}.v", "core": f"{config.top}.core"},

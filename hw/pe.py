@@ -145,12 +145,33 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                          self.valid_out.eq(self.valid_in), self.last_out.eq(self.last_in)]
 
+        def delayed(value, depth, name):
+            """``value`` through ``depth`` registers clocked by ``en`` (a stall freezes them)."""
+            for i in range(depth):
+                reg = Signal.like(value, name=f"{name}_p{i}")
+                with m.If(self.en):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        # Pipeline: `pipeline` register stages between the operands and the accumulation loop,
+        # the step's valid and last delayed alike; the loop itself (acc + step, normalize,
+        # round, write back) stays one cycle. Stage 1 registers the step's exact addend (the
+        # product, or the products' exact sum) right before the loop; further stages register
+        # the operands before the multipliers.
+        depth = cfg.pipeline
+        a_in = delayed(self.a_in, max(depth - 1, 0), "a")
+        b_in = delayed(self.b_in, max(depth - 1, 0), "b")
+        valid_in = delayed(self.valid_in, depth, "valid")
+        last_in = delayed(self.last_in, depth, "last")
+
         # The inner step: acc + the step's products, one rounding. Either one DotMacUnit (the
         # products and the accumulator in one fixed-point frame), or the products' exact value
-        # (one product, or a ProductSum) feeding a MacUnit; the shared-adder PE always takes the
-        # second form, since its adder also does the outer adds.
+        # (one product, or a ProductSum) feeding a MacUnit; the shared-adder PE, whose adder also
+        # does the outer adds, and a pipelined PE, which registers the products' sum before the
+        # loop, take the second form.
         single_frame = (cfg.dot > 1 and (cfg.pe == "two-adder" or cfg.chunk is None)
-                        and use_dot_frame(facc, fin, cfg.dot))
+                        and depth == 0 and use_dot_frame(facc, fin, cfg.dot))
         addend_layout = step_addend_layout(cfg)
         step_addend = None
         if cfg.dot == 1:
@@ -160,20 +181,22 @@ class ProcessingElement(wiring.Component):
             m.submodules.dot = mul = ProductSum(fin, cfg.dot)
             step_addend = mul.sum
         if step_addend is not None:
-            m.d.comb += [mul.a.eq(self.a_in), mul.b.eq(self.b_in)]
+            m.d.comb += [mul.a.eq(a_in), mul.b.eq(b_in)]
+            if depth:
+                step_addend = delayed(step_addend, 1, "addend")
 
         def inner_unit(rounding, rbits):
             """The inner MAC step unit; its ``acc`` and ``rand`` are the caller's to drive."""
             if single_frame:
                 unit = DotMacUnit(facc, fin, cfg.dot, rounding, rbits)
-                m.d.comb += [unit.a.eq(self.a_in), unit.b.eq(self.b_in)]
+                m.d.comb += [unit.a.eq(a_in), unit.b.eq(b_in)]
             else:
                 unit = MacUnit(facc, addend_layout, rounding, rbits)
                 m.d.comb += unit.addend.eq(step_addend)
             return unit
 
         step = Signal()
-        m.d.comb += step.eq(self.en & self.valid_in)
+        m.d.comb += step.eq(self.en & valid_in)
         inner = Signal(facc.width)
         write = Signal()  # the result register is written this cycle (if en)
         write_value = Signal(facc.width)
@@ -197,8 +220,8 @@ class ProcessingElement(wiring.Component):
                 lfsr = self._lfsr(m, "lfsr_inner", STREAM_INNER)
                 m.d.comb += [lfsr.en.eq(step), mac.rand.eq(lfsr.value)]
             with m.If(step):
-                m.d.sync += [inner.eq(mac.result), fresh.eq(self.last_in)]
-            m.d.comb += [write.eq(self.valid_in & self.last_in), write_value.eq(mac.result)]
+                m.d.sync += [inner.eq(mac.result), fresh.eq(last_in)]
+            m.d.comb += [write.eq(valid_in & last_in), write_value.eq(mac.result)]
             return m
 
         chunk = cfg.chunk // cfg.dot  # steps per chunk
@@ -206,7 +229,7 @@ class ProcessingElement(wiring.Component):
         chunk_start = Signal()
         chunk_end = Signal()
         m.d.comb += [chunk_start.eq(count == 0),
-                     chunk_end.eq(self.last_in | (count == chunk - 1))]
+                     chunk_end.eq(last_in | (count == chunk - 1))]
         with m.If(step):
             m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
         outer = Signal(facc.width)
@@ -214,7 +237,7 @@ class ProcessingElement(wiring.Component):
         pend = Signal()  # an outer add is due this cycle (the previous step ended a chunk)
         pend_last = Signal()  # ... and it is the dot product's last chunk
         with m.If(self.en):
-            m.d.sync += [pend.eq(step & chunk_end), pend_last.eq(step & self.last_in)]
+            m.d.sync += [pend.eq(step & chunk_end), pend_last.eq(step & last_in)]
         outer_fire = Signal()
         m.d.comb += outer_fire.eq(self.en & pend)
         outer_acc = Signal(facc.width)

@@ -10,7 +10,7 @@ from fp8mac.model.config import MacConfig
 
 from .array import MacArray
 
-__all__ = ["Accelerator", "port_list", "tile_spacing"]
+__all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency"]
 
 
 def port_list(config: MacConfig) -> list[dict]:
@@ -41,6 +41,14 @@ def port_list(config: MacConfig) -> list[dict]:
               ("m_axis_c_tlast", "output", 1, "last row (r = rows - 1) of the tile"),
               ("err_tlast", "output", 1, "sticky: a beat had s_axis_a_tlast != s_axis_b_tlast")]
     return [dict(name=n, direction=d, width=w, description=t) for n, d, w, t in ports]
+
+
+def first_result_latency(config: MacConfig) -> int:
+    """Cycles (in which the array is not stalled) from the clock edge that takes a tile's last
+    operand beat to the first cycle in which its row 0 result beat is valid:
+    ``cols + 1 + pipeline``, plus 1 with chunking on (the outer add). Row r follows r cycles
+    after row 0."""
+    return config.cols + 1 + config.pipeline + (config.chunk is not None)
 
 
 def tile_spacing(rows: int, cols: int) -> int:
@@ -93,8 +101,10 @@ class Accelerator(wiring.Component):
     last chunk can wait).
 
     Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 1`` cycles after
-    its last operand beat is taken (``cols + 2`` with chunking on: the outer add); row r is ready r
-    cycles after row 0, so a tile's ``rows`` result beats can leave back to back.
+    its last operand beat is taken (``cols + 2`` with chunking on: the outer add), plus
+    ``pipeline`` (:func:`first_result_latency`); row r is ready r cycles after row 0, so a tile's
+    ``rows`` result beats can leave back to back. Pipeline stages delay every PE alike, so the
+    tile spacing and the throughput (one step per cycle) do not change.
 
     Reset (``rst``, synchronous) returns everything to idle and reseeds the LFSRs, whatever the
     state: the next tile is computed as by a fresh ``mac_gemm``.

@@ -17,10 +17,11 @@ from .formats import FORMATS, FloatFormat, format_by_name
 from .lfsr import TAPS, check_width
 from .rounding import MAX_RBITS, ROUNDINGS
 
-__all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
+__all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_PIPELINE", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
 
 PE_VARIANTS = ("two-adder", "shared-adder")
 OUTER_ADDERS = ("pe", "row")
+MAX_PIPELINE = 8
 MAX_ARRAY_DIM = 64
 MAX_DOT = 64
 _VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -107,6 +108,9 @@ class MacConfig:
         row's adder then draws its stochastic bits from one LFSR per row (stream
         :data:`~fp8mac.model.lfsr.STREAM_ROW_OUTER`), which changes which random bits each
         outer sum gets (:func:`~fp8mac.model.gemm.mac_gemm` defines them), not the scheme.
+    pipeline : int
+        Hardware choice only (results are identical, latency grows): register stages, 0..8,
+        between a PE's operands and its accumulation loop (``fp8mac.hw.pe`` says where they go).
     top : str
         Verilog name of the generated top module: an identifier that is not a Verilog or
         SystemVerilog keyword (:data:`VERILOG_KEYWORDS`).
@@ -132,6 +136,7 @@ class MacConfig:
     seed: int = 1
     pe: str = "two-adder"
     outer_adder: str = "pe"
+    pipeline: int = 0
     top: str = "fp8mac_array"
 
     def __post_init__(self):
@@ -163,6 +168,7 @@ class MacConfig:
             raise ValueError(f"pe must be one of {', '.join(PE_VARIANTS)}, not {self.pe!r}")
         if self.outer_adder not in OUTER_ADDERS:
             raise ValueError(f"outer_adder must be one of {', '.join(OUTER_ADDERS)}, not {self.outer_adder!r}")
+        set_("pipeline", _int("pipeline", self.pipeline, 0, MAX_PIPELINE))
         if self.outer_adder == "row":
             if self.chunk is None:
                 raise ValueError("outer_adder 'row' needs chunking: chunk is off")

@@ -56,8 +56,16 @@ def test_generate_row_outer_adder(tmp_path):
     out = tmp_path / "gen"
     assert main(["generate", "--out", str(out), "--rows", "3", "--cols", "4", "--chunk", "8",
                  "--dot", "2", "--outer-adder", "row", "--seed", "9"]) == 0
+    piped = tmp_path / "piped"
+    assert main(["generate", "--out", str(piped), "--rows", "2", "--cols", "2", "--chunk", "off",
+                 "--pipeline", "3"]) == 0
+    # cols + 1 + 3 stages, no outer add.
+    assert json.loads((piped / "manifest.json").read_text())["timing"]["first_result_latency"] == 2 + 1 + 3
     man = json.loads((out / "manifest.json").read_text())
     assert man["config"]["outer_adder"] == "row" and man["config"]["dot"] == 2
+    # Latency: cols + 1, + 1 for the outer add (chunking on), + 0 pipeline stages.
+    assert man["timing"]["first_result_latency"] == 4 + 1 + 1
+    assert man["timing"]["macs_per_cycle_per_pe"] == 2
     assert "outer" not in man["lfsr"]["stream_seeds"]  # no per-PE outer stream
     assert man["lfsr"]["stream_seeds"]["row_outer"] == [stream_seed(9, r, 0, 2, 32) for r in range(3)]
     verilog = (out / "fp8mac_array.v").read_text()
@@ -91,6 +99,10 @@ BAD = [
     (["--rows", "two"], r"argument --rows: invalid int value"),
     (["--top", "module"], r"top must not be a Verilog/SystemVerilog keyword, not 'module'"),
     (["--dot", "3"], r"dot must be a power of two in 1\.\.64, not 3"),
+    (["--pipeline", "9"], r"pipeline must be in 0\.\.8, not 9"),
+    (["--pipeline", "-1"], r"pipeline must be in 0\.\.8, not -1"),
+    (["--outer-adder", "column"], r"outer_adder must be one of pe, row, not 'column'"),
+    (["--outer-adder", "row", "--chunk", "16", "--dot", "4"], r"outer_adder 'row': chunk / dot \(16 / 4\) must be at least cols \(8\)"),
     (["--dot", "128"], r"dot must be a power of two in 1\.\.64, not 128"),
     (["--dot", "0"], r"dot must be a power of two in 1\.\.64, not 0"),
     (["--dot", "8", "--chunk", "12"], r"chunk must be a multiple of dot \(8\), not 12"),

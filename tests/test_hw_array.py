@@ -133,6 +133,12 @@ CASES = [
     ("3x2-row-outer-k2", dict(rows=3, cols=2, chunk=2, outer_adder="row"), (5, 3, 4)),
     ("2x2-row-outer-dot4-inner-sr", dict(rows=2, cols=2, chunk=8, dot=4, outer_adder="row",
                                          inner_rounding="stochastic"), (3, 21, 3)),
+    # Pipeline stages: results unchanged whatever the depth, every PE variant.
+    ("2x3-pipeline1", dict(rows=2, cols=3, chunk=4, pipeline=1), (3, 10, 5)),
+    ("2x2-pipeline2-shared", dict(rows=2, cols=2, chunk=3, pipeline=2, pe="shared-adder",
+                                  inner_rounding="stochastic"), (3, 8, 3)),
+    ("3x2-pipeline3-dot4-row", dict(rows=3, cols=2, chunk=8, dot=4, pipeline=3, outer_adder="row"), (4, 19, 3)),
+    ("2x2-pipeline1-chunk-off-dot2", dict(rows=2, cols=2, chunk=None, dot=2, pipeline=1), (3, 7, 2)),
 ]
 
 
@@ -182,23 +188,29 @@ def test_tile_spacing_values():
     assert tile_spacing(4, 1) == 2 and tile_spacing(16, 16) == 16
 
 
-def test_cycles_close_to_ideal(seed):
-    """Without pauses, a run of T tiles of length K takes about T*K cycles plus one fill and drain."""
-    cfg = MacConfig(rows=2, cols=2, chunk=4)
+@pytest.mark.parametrize("pipeline", [0, 1, 3])
+def test_cycles_close_to_ideal(seed, pipeline):
+    """Without pauses, a run of T tiles of length K takes about T*K cycles plus one fill and
+    drain; pipeline stages add their latency once, not per tile (throughput stays one step per
+    cycle)."""
+    cfg = MacConfig(rows=2, cols=2, chunk=4, pipeline=pipeline)
     rng = np.random.default_rng(seed)
     a, b = random_operands(rng, cfg, 4, 16, 4)
     _, cycles = run_accelerator(cfg, a, b, seed, (0, 0, 0))
-    ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows
+    ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows + pipeline
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
-    # Exactly: one step per cycle (T K), then the last tile's first result cols + 2 cycles after
-    # its last beat (chunking on; test_first_result_latency) and its rows result beats.
-    assert cycles == 4 * 16 + (cfg.cols + 2) + cfg.rows - 1, cycles
+    # Exactly: one step per cycle (T K), then the last tile's first result cols + 2 + pipeline
+    # cycles after its last beat (chunking on; test_first_result_latency) and its rows result beats.
+    assert cycles == 4 * 16 + (cfg.cols + 2 + pipeline) + cfg.rows - 1, cycles
 
 
-@pytest.mark.parametrize("chunk", [None, 4])
-def test_first_result_latency(chunk):
-    """Row 0's result beat is valid cols + 1 cycles after the last operand beat (+1 with chunks)."""
-    cfg = MacConfig(rows=3, cols=4, chunk=chunk)
+@pytest.mark.parametrize("chunk,pipeline", [(None, 0), (4, 0), (None, 2), (4, 3)])
+def test_first_result_latency(chunk, pipeline):
+    """Row 0's result beat is valid cols + 1 + pipeline cycles after the last operand beat (+1
+    with chunks): the documented latency (``fp8mac.hw.top.first_result_latency``)."""
+    from fp8mac.hw.top import first_result_latency
+
+    cfg = MacConfig(rows=3, cols=4, chunk=chunk, pipeline=pipeline)
     dut = Accelerator(cfg)
     (t,) = tiles(np.zeros((3, 5), int), np.zeros((5, 4), int), cfg)
     seen = {}
@@ -225,4 +237,5 @@ def test_first_result_latency(chunk):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert seen["latency"] == cfg.cols + 1 + (chunk is not None)
+    assert seen["latency"] == cfg.cols + 1 + (chunk is not None) + pipeline
+    assert first_result_latency(cfg) == seen["latency"]
