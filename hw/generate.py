@@ -213,11 +213,33 @@ def register(sub):
                        description="Generate the MAC array's Verilog, manifest.json and FuseSoC core.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     add_config_arguments(p)
+    add_target_argument(p)
     p.set_defaults(func=_run)
 
 
+def add_target_argument(parser):
+    """``--target-mhz F``: choose the pipeline depth for a clock target (:mod:`fp8mac.hw.timing`)."""
+    parser.add_argument("--target-mhz", metavar="F",
+                        help="clock target in MHz: the smallest --pipeline depth (0..3) whose PE "
+                             "meets it on osu018 (OpenSTA) is chosen; minutes on first use, cached")
+
+
+def apply_target(args, config: MacConfig) -> MacConfig:
+    """``config`` with the pipeline depth ``--target-mhz`` chooses (unchanged without it)."""
+    if getattr(args, "target_mhz", None) is None:
+        return config
+    from .timing import check_target, choose_pipeline
+
+    target = check_target(args.target_mhz)
+    if getattr(args, "pipeline", None) is not None:
+        raise ValueError("--target-mhz chooses the pipeline depth: give it or --pipeline, not both")
+    chosen, fmax = choose_pipeline(config, target)
+    print(f"fp8mac: --target-mhz {target:g}: pipeline {chosen.pipeline} (PE Fmax {fmax:.1f} MHz)")
+    return chosen
+
+
 def _run(args) -> int:
-    config = config_from_args(args)
+    config = apply_target(args, config_from_args(args))
     g = generate(config, args.out)
     print(f"fp8mac: {config.rows}x{config.cols} array, {config.in_format.label} -> "
           f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "

@@ -747,7 +747,7 @@ def format_markdown(report: dict) -> str:
 
 def register(sub):
     """Add the ``synth`` subcommand to the ``fp8mac`` command line."""
-    from .generate import add_config_arguments
+    from .generate import add_config_arguments, add_target_argument
 
     p = sub.add_parser("synth", help="synthesize a generated design with Yosys: area and timing",
                        description="Generate a processing element or the array from a configuration, "
@@ -760,6 +760,7 @@ def register(sub):
                         "ice40 (LUTs, nextpnr Fmax) or all (default)")
     p.add_argument("--block", choices=("pe", "array"), default="array",
                    help="one processing element or the whole array top (default)")
+    add_target_argument(p)
     p.set_defaults(func=run)
 
 
@@ -768,7 +769,7 @@ def run(args) -> int:
 
     from fp8mac.sim.tools import ToolMissing
 
-    from .generate import config_from_args
+    from .generate import apply_target, config_from_args
 
     config = config_from_args(args)
     out = Path(args.out)
@@ -783,6 +784,7 @@ def run(args) -> int:
     except OSError as exc:
         raise ValueError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
     try:
+        config = apply_target(args, config)
         report = synthesize_block(config, args.block, out, targets, yosys)
     except (SynthError, ToolMissing) as exc:
         print(f"fp8mac: error: {exc}", file=sys.stderr)
