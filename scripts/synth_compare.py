@@ -109,6 +109,52 @@ for _d in DOTS:
     DOT_KEYS[_d] = {b: f"dot{_d}_{b}" for b in ("fp8", "fp8_row", "fp16", "fp32")}
 
 
+PIPELINES = (1, 2, 3)
+#: Pipeline depths (issue 13) of the default FP8 PE and the FP16 baseline; depth 0 is "fp8" and
+#: "fp16_fp32".
+PIPE_PES = [Design(f"pipe{n}_{base}", f"{label}, pipeline {n}", "pe", (config.replace(pipeline=n),), ("asic",))
+            for n in PIPELINES for base, label, config in (
+                ("fp8", "FP8 e5m2 -> fp16_ibm (default)", DEFAULT),
+                ("fp16", "FP16 x FP16 -> FP32", DEFAULT.replace(in_format="fp16", acc_format="fp32").plain()))]
+
+
+def _pipeline_section(res):
+    """Area, Fmax and throughput per area against pipeline depth (Markdown lines)."""
+    keys = {0: ("fp8", "fp16_fp32")}
+    keys.update({n: (f"pipe{n}_fp8", f"pipe{n}_fp16") for n in PIPELINES})
+    lines = ["## Pipeline depth", "",
+             "`--pipeline N` registers the step's exact addend (then the operands) before the "
+             "accumulation loop; the loop (accumulator + step, normalize, round, write back) stays "
+             "one cycle (ARCHITECTURE.md §5). OpenSTA Fmax of the PE, osu018.", "",
+             "| depth | FP8 area (um^2) | FP8 Fmax (MHz) | FP8 GMAC/s per mm^2 | FP16 area (um^2) | "
+             "FP16 Fmax (MHz) | FP16 GMAC/s per mm^2 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    have = False
+    for n, (k8, k16) in keys.items():
+        cells = []
+        for key in (k8, k16):
+            area, fmax = _v(res.get(key), "asic", "area"), _v(res.get(key), "asic", "fmax")
+            tpa = fmax / area * 1e3 if area and fmax else None
+            cells += [_fmt(area), _fmt(fmax, 1), _fmt(tpa, 2)]
+            have = have or (n > 0 and area is not None)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if not have:
+        return []
+    flat = _v(res.get("array8x8_flat"), "asic", "fmax")
+    pe = _v(res.get("fp8"), "asic", "fmax")
+    if flat and pe:
+        lines += ["", f"The flat 8 x 8 array (pipeline 0): {flat:.1f} MHz, {flat / pe:.0%} of its PE's "
+                      f"{pe:.1f} MHz."]
+    lines += ["", "What limits the clock: the loop. Registering the multiplier's output removes the "
+              "multiplier from the critical path, but the path from the inner accumulator through "
+              "the fused adder (unpack, align, add, leading-zero count, normalize, round) back into "
+              "it remains, and so does the outer adder's loop; no register can enter a loop "
+              "without changing what is computed per cycle. What would pass it: interleaving I "
+              "independent dot products per PE (the loop then has I cycles and can be cut into I "
+              "stages; the array's tile grows to rows x I), or a faster loop (a dual-path "
+              "near/far adder, leading-zero anticipation).", ""]
+    return lines
+
+
 def _row_share(res):
     """The osu018 area one PE carries of its row's outer adder and LFSR (1/cols of them)."""
     add, lfsr = _v(res.get("add_fp16ibm_sr"), "asic", "area"), _v(res.get("lfsr32"), "asic", "area")
@@ -520,7 +566,7 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
         label = next(d.label for d in PES if d.key == key)
         lines.append(f"| {label} | {by} | {_fmt(r, 2, 'x')} | >= {goal:g}x | {'yes' if met else 'no'} |")
     lines += ["", "## Processing elements", ""] + _pe_table(res, PES)
-    lines += [""] + _dot_section(res)
+    lines += [""] + _dot_section(res) + _pipeline_section(res)
     lines += ["", "FFs: flip-flops of the generic netlist. iCE40 figures: the PE alone (LUT4 / SB_CARRY / "
               "SB_DFF*); Fmax with all IO registered. \"does not fit\": more logic cells than the HX8K's "
               "7680.", ""]
@@ -723,7 +769,7 @@ def main(argv=None) -> int:
     except (ToolMissing, ValueError) as exc:
         print(f"synth_compare: error: {exc}", file=sys.stderr)
         return 1
-    designs = PES + DOT_PES + ROW_PES + [ROW_SLICE] + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
+    designs = PES + DOT_PES + ROW_PES + [ROW_SLICE] + PIPE_PES + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
     if args.only is not None:
         known = {d.key for d in designs}
         unknown = [k for k in args.only if k not in known]

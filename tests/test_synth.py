@@ -385,3 +385,17 @@ def test_dot_section_divides_by_the_products_per_cycle():
     md = "\n".join(sc._dot_section(res))
     # 700 + 100 = 800 um^2 per MAC: 2000 / 800 = 2.50x; (100 / 800) / (50 / 2000) = 5.00x.
     assert "| ... row outer adder (+ 1/cols of it) | 1 | 800 | 800 | 100.0 | 125.00 | 2.50x |  | 5.00x |" in md
+
+
+def test_pipeline_section_lists_each_depth():
+    sc = _compare_module()
+
+    def rep(area, fmax):
+        return {"asic": {"area": {"value": area}, "fmax": {"value": fmax}}}
+
+    res = {"fp8": rep(1000.0, 50.0), "fp16_fp32": rep(2000.0, 40.0), "pipe1_fp8": rep(1100.0, 100.0)}
+    md = "\n".join(sc._pipeline_section(res))
+    # 50 MHz / 1000 um^2 = 50 GMAC/s per mm^2; 100 / 1100 = 90.91.
+    assert "| 0 | 1,000 | 50.0 | 50.00 | 2,000 | 40.0 | 20.00 |" in md
+    assert "| 1 | 1,100 | 100.0 | 90.91 | n/a | n/a | n/a |" in md
+    assert sc._pipeline_section({"fp8": rep(1000.0, 50.0)}) == []  # nothing pipelined: no section
