@@ -115,7 +115,7 @@ class MacArray(wiring.Component):
             m.d.comb += [self.row_data[r].eq(Cat(pe.result for pe in pes[r])),
                          self.row_full[r].eq(Cat(pe.full for pe in pes[r]).all())]
         m.d.comb += self.stall.eq(Cat(*stall_reqs).any())
-        if cfg.outer_adder == "row":
+        if cfg.outer_placement == "row":
             for r in range(R):
                 self._row_outer_adder(m, r, pes[r])
         return m

@@ -140,6 +140,7 @@ def manifest(config: MacConfig) -> dict:
         "fp8mac_version": _version(),
         "top": config.top,
         "config": config.to_dict(),
+        "outer_placement": config.outer_placement,
         "formats": {"in": _format_entry(config.in_format), "acc": _format_entry(config.acc_format)},
         "ports": port_list(config),
         "timing": {

@@ -119,7 +119,7 @@ class ProcessingElement(wiring.Component):
             "a_out": Out(wi), "b_out": Out(wi), "valid_out": Out(1), "last_out": Out(1),
             "result": Out(wa), "full": Out(1), "clear": In(1), "stall_req": Out(1),
         }
-        if config.outer_adder == "row":
+        if config.outer_placement == "row":
             members.update({"outer_req": Out(1), "outer_a": Out(wa), "outer_b": Out(wa),
                             "outer_sum": In(wa)})
         super().__init__(members)
@@ -243,7 +243,7 @@ class ProcessingElement(wiring.Component):
         outer_acc = Signal(facc.width)
         m.d.comb += outer_acc.eq(Mux(first_chunk, 0, outer))
 
-        if cfg.outer_adder == "row":
+        if cfg.outer_placement == "row":
             # The outer add happens in the row's adder (MacArray), in this same cycle.
             mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             m.submodules.mac = mac

@@ -139,7 +139,7 @@ class Accelerator(wiring.Component):
         gap = Signal(range(G + 1), init=G)
         bubble = Signal()  # shared-adder PE: this cycle must stay empty
         take = Signal()
-        chunked = cfg.chunk is not None and (cfg.pe == "shared-adder" or cfg.outer_adder == "row")
+        chunked = cfg.chunk is not None and (cfg.pe == "shared-adder" or cfg.outer_placement == "row")
         chunk_end = Signal()  # the beat on offer ends a chunk (only where that matters)
         chunk_ok = Signal(init=1)  # ... and may enter now
         m.d.comb += take.eq(en & ~bubble & chunk_ok & ((gap >= G) | ~self.s_axis_a_tlast))
@@ -162,7 +162,7 @@ class Accelerator(wiring.Component):
         if cfg.pe == "shared-adder" and cfg.chunk is not None:
             with m.If(en):
                 m.d.sync += bubble.eq(fire & chunk_end)
-        if cfg.outer_adder == "row":
+        if cfg.outer_placement == "row":
             # A row's outer adder serves its PEs' chunk ends one per cycle, column after column:
             # chunk ends enter at least `cols` array cycles apart (only short last chunks wait).
             cgap = Signal(range(C + 1), init=C)

@@ -20,7 +20,7 @@ from .rounding import MAX_RBITS, ROUNDINGS
 __all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_PIPELINE", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
 
 PE_VARIANTS = ("two-adder", "shared-adder")
-OUTER_ADDERS = ("pe", "row")
+OUTER_ADDERS = ("auto", "pe", "row")
 MAX_PIPELINE = 8
 MAX_ARRAY_DIM = 64
 MAX_DOT = 64
@@ -98,16 +98,21 @@ class MacConfig:
     seed : int
         Base seed, 0 .. 2**64 - 1; stream seeds derive from it (``lfsr.stream_seed``).
     pe : {"two-adder", "shared-adder"}
-        Hardware choice only (results are identical): a second adder for the outer sum, or one
-        adder shared by inner and outer sums (one bubble per chunk).
-    outer_adder : {"pe", "row"}
-        Where the outer (chunk) sums are added: in every PE (default), or in one adder per array
-        row that serves the row's PEs in turn, since each PE needs it only once per chunk. ``"row"``
-        needs chunking, the two-adder PE and ``chunk / dot >= cols`` (a row's PEs end their
-        chunks one cycle apart, and every PE's chunk must end before the next one starts). The
-        row's adder then draws its stochastic bits from one LFSR per row (stream
-        :data:`~fp8mac.model.lfsr.STREAM_ROW_OUTER`), which changes which random bits each
-        outer sum gets (:func:`~fp8mac.model.gemm.mac_gemm` defines them), not the scheme.
+        Hardware choice only (results are identical for the same ``outer_placement``): a second
+        adder for the outer sum, or one adder shared by inner and outer sums (one bubble per
+        chunk).
+    outer_adder : {"auto", "pe", "row"}
+        Where the outer (chunk) sums are added: in every PE, or in one adder per array row that
+        serves the row's PEs in turn, since each PE needs it only once per chunk. ``"row"`` needs
+        chunking, the two-adder PE and ``chunk / dot >= cols`` (a row's PEs end their chunks one
+        cycle apart, and every PE's chunk must end before the next one starts). The row's adder
+        draws its stochastic bits from one LFSR per row (stream
+        :data:`~fp8mac.model.lfsr.STREAM_ROW_OUTER`), which changes which random bits each outer
+        sum gets (:func:`~fp8mac.model.gemm.mac_gemm` defines them), not the scheme. ``"auto"``
+        (default) is ``"row"`` wherever that is allowed and ``"pe"`` elsewhere
+        (:attr:`outer_placement`, which the manifest records too). Measured on osu018
+        (reports/area.md): the default PE with the row adder is 1.7x smaller, adder and LFSR
+        shares included.
     pipeline : int
         Hardware choice only (results are identical, latency grows): register stages, 0..8,
         between a PE's operands and its accumulation loop (``fp8mac.hw.pe`` says where they go).
@@ -135,7 +140,7 @@ class MacConfig:
     lfsr_width: int = 32
     seed: int = 1
     pe: str = "two-adder"
-    outer_adder: str = "pe"
+    outer_adder: str = "auto"
     pipeline: int = 0
     top: str = "fp8mac_array"
 
@@ -168,6 +173,7 @@ class MacConfig:
             raise ValueError(f"pe must be one of {', '.join(PE_VARIANTS)}, not {self.pe!r}")
         if self.outer_adder not in OUTER_ADDERS:
             raise ValueError(f"outer_adder must be one of {', '.join(OUTER_ADDERS)}, not {self.outer_adder!r}")
+
         set_("pipeline", _int("pipeline", self.pipeline, 0, MAX_PIPELINE))
         if self.outer_adder == "row":
             if self.chunk is None:
@@ -183,6 +189,16 @@ class MacConfig:
             raise ValueError(f"top must not be a Verilog/SystemVerilog keyword, not {self.top!r}")
 
     @property
+    def outer_placement(self) -> str:
+        """Where the outer sums are added, ``"row"`` or ``"pe"``: ``outer_adder`` with ``"auto"``
+        resolved (row wherever chunking is on, the PE is the two-adder one and
+        ``chunk / dot >= cols``)."""
+        if self.outer_adder != "auto":
+            return self.outer_adder
+        row_ok = self.chunk is not None and self.pe == "two-adder" and self.chunk // self.dot >= self.cols
+        return "row" if row_ok else "pe"
+
+    @property
     def macs_per_cycle(self) -> int:
         """Products a processing element consumes per step: ``dot``."""
         return self.dot
@@ -194,7 +210,7 @@ class MacConfig:
         streams = []
         if self.inner_rounding == "stochastic":
             streams.append(0)
-        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_adder == "pe":
+        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_placement == "pe":
             streams.append(1)
         return tuple(streams)
 
@@ -202,7 +218,7 @@ class MacConfig:
     def row_streams(self) -> tuple[int, ...]:
         """The random streams each array row has: 2 (the row outer adder's, ``STREAM_ROW_OUTER``)
         when the outer sums are stochastic and added per row, else none."""
-        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_adder == "row":
+        if self.chunk is not None and self.outer_rounding == "stochastic" and self.outer_placement == "row":
             return (2,)
         return ()
 
@@ -214,7 +230,7 @@ class MacConfig:
         one accumulator (chunking off), every rounding to nearest. The error baselines of the
         regressions and the demo, and the area baselines of the synthesis comparison."""
         return self.replace(chunk=None, inner_rounding="nearest", outer_rounding="nearest",
-                            outer_adder="pe")
+                            outer_adder="auto")
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -46,7 +46,7 @@ TAPS: dict[int, tuple[int, ...]] = {
 STREAM_INNER = 0
 STREAM_OUTER = 1
 STREAM_ROW_OUTER = 2
-"""Stream of a row's shared outer adder (``MacConfig.outer_adder == "row"``): seeded with
+"""Stream of a row's shared outer adder (``MacConfig.outer_placement == "row"``): seeded with
 ``stream_seed(seed, row, 0, STREAM_ROW_OUTER)``; it serves the row's PEs in turn."""
 
 

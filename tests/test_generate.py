@@ -67,6 +67,7 @@ def test_generate_row_outer_adder(tmp_path):
     assert man["timing"]["first_result_latency"] == 4 + 1 + 1
     assert man["timing"]["macs_per_cycle_per_pe"] == 2
     assert "outer" not in man["lfsr"]["stream_seeds"]  # no per-PE outer stream
+    assert man["outer_placement"] == "row"
     assert man["lfsr"]["stream_seeds"]["row_outer"] == [stream_seed(9, r, 0, 2, 32) for r in range(3)]
     verilog = (out / "fp8mac_array.v").read_text()
     assert len(re.findall(r"^module \S*\.outer_add_r\d \(", verilog, re.M)) == 3
@@ -101,7 +102,7 @@ BAD = [
     (["--dot", "3"], r"dot must be a power of two in 1\.\.64, not 3"),
     (["--pipeline", "9"], r"pipeline must be in 0\.\.8, not 9"),
     (["--pipeline", "-1"], r"pipeline must be in 0\.\.8, not -1"),
-    (["--outer-adder", "column"], r"outer_adder must be one of pe, row, not 'column'"),
+    (["--outer-adder", "column"], r"outer_adder must be one of auto, pe, row, not 'column'"),
     (["--outer-adder", "row", "--chunk", "16", "--dot", "4"], r"outer_adder 'row': chunk / dot \(16 / 4\) must be at least cols \(8\)"),
     (["--dot", "128"], r"dot must be a power of two in 1\.\.64, not 128"),
     (["--dot", "0"], r"dot must be a power of two in 1\.\.64, not 0"),

@@ -110,7 +110,7 @@ def check(config, m, k, n, seed, p_idle=(0.3, 0.3, 0.3), specials=False, max_cyc
 CASES = [
     # (id, config fields, (M, K, N))
     ("1x1-default", dict(rows=1, cols=1), (2, 70, 1)),
-    ("2x3-chunk4-two-adder", dict(rows=2, cols=3, chunk=4), (3, 10, 5)),
+    ("2x3-chunk4-two-adder-pe-outer", dict(rows=2, cols=3, chunk=4, outer_adder="pe"), (3, 10, 5)),
     ("2x3-chunk4-shared", dict(rows=2, cols=3, chunk=4, pe="shared-adder"), (3, 10, 5)),
     ("2x3-inner-stochastic", dict(rows=2, cols=3, chunk=3, inner_rounding="stochastic", rbits=4), (4, 7, 4)),
     ("2x3-shared-both-stochastic", dict(rows=2, cols=3, chunk=3, inner_rounding="stochastic",

@@ -90,7 +90,7 @@ def reference_gemm(a, b, cfg: MacConfig, padding_draws=True, draws_per_step=1, a
     tn = -(-N // C)
     n_chunks = -(-Kp // chunk)
     row_draws = None
-    if cfg.outer_adder == "row" and outer_sr:
+    if cfg.outer_placement == "row" and outer_sr:
         # One stream per row (stream 2, col 0), its draws taken in (tile, chunk, column) order.
         n_tiles = -(-M // R) * tn
         row_draws = []
@@ -343,7 +343,9 @@ def test_nearest_results_do_not_depend_on_array_or_seed(rng):
 def test_results_do_not_depend_on_pe_variant_or_top(rng):
     a = operands(rng, F["fp8_e5m2"], (5, 40))
     b = operands(rng, F["fp8_e5m2"], (40, 7))
-    cfg = MacConfig(rows=2, cols=3, chunk=6, inner_rounding="stochastic")
+    # With the outer adder placed explicitly (auto would move it out of a two-adder PE, and its
+    # draws with it: test_row_outer_adder_draws_in_chunk_then_column_order).
+    cfg = MacConfig(rows=2, cols=3, chunk=6, inner_rounding="stochastic", outer_adder="pe")
     want = mac_gemm(a, b, cfg)
     np.testing.assert_array_equal(mac_gemm(a, b, cfg.replace(pe="shared-adder", top="other_name")), want)
 
@@ -364,12 +366,13 @@ def test_row_outer_adder_draws_in_chunk_then_column_order(fields, shape, rng):
     for kernel in kernels(cfg):
         np.testing.assert_array_equal(mac_gemm(a, b, cfg, kernel=kernel), want)
     assert not np.array_equal(mac_gemm(a, b, cfg.replace(outer_adder="pe")), want)
+    assert cfg.replace(outer_adder="auto").outer_placement == "row"  # allowed here: auto takes it
     nearest = cfg.replace(outer_rounding="nearest")
     np.testing.assert_array_equal(mac_gemm(a, b, nearest), mac_gemm(a, b, nearest.replace(outer_adder="pe")))
 
 
 @pytest.mark.parametrize("fields,message", [
-    (dict(outer_adder="column"), "outer_adder must be one of pe, row, not 'column'"),
+    (dict(outer_adder="column"), "outer_adder must be one of auto, pe, row, not 'column'"),
     (dict(outer_adder="row", chunk=None), "outer_adder 'row' needs chunking: chunk is off"),
     (dict(outer_adder="row", pe="shared-adder"), "outer_adder 'row' goes with pe two-adder"),
     (dict(outer_adder="row", cols=8, chunk=32, dot=8), r"chunk / dot \(32 / 8\) must be at least cols \(8\)"),
@@ -447,9 +450,17 @@ def test_config_defaults_are_the_architecture():
     c = MacConfig()  # ARCHITECTURE.md §3: the defaults
     assert (c.rows, c.cols, c.in_format, c.acc_format, c.chunk) == (8, 8, F["fp8_e5m2"], F["fp16_ibm"], 64)
     assert (c.inner_rounding, c.outer_rounding, c.rbits, c.lfsr_width) == ("nearest", "stochastic", 8, 32)
-    assert c.stochastic_streams == (1,)
-    assert MacConfig(inner_rounding="stochastic").stochastic_streams == (0, 1)
+    assert (c.dot, c.pe, c.outer_adder, c.pipeline) == (1, "two-adder", "auto", 0)
+    # auto: the row outer adder (chunk / dot = 64 >= 8 columns): the PE has no outer stream, each
+    # row has one.
+    assert (c.outer_placement, c.stochastic_streams, c.row_streams) == ("row", (), (2,))
+    assert MacConfig(cols=65 - 1, chunk=32).outer_placement == "pe"  # 32 < 64 columns
+    assert MacConfig(pe="shared-adder").outer_placement == "pe"
+    pe = MacConfig(outer_adder="pe")
+    assert (pe.stochastic_streams, pe.row_streams) == ((1,), ())
+    assert pe.replace(inner_rounding="stochastic").stochastic_streams == (0, 1)
     assert MacConfig(chunk=None).stochastic_streams == ()  # no outer sum, no outer stream
+    assert MacConfig(chunk=None).row_streams == ()
     assert MacConfig(chunk=None, inner_rounding="stochastic").stochastic_streams == (0,)
 
 

@@ -46,12 +46,13 @@ N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 # widths 1 to 8 (both step structures), the row outer adder, several array shapes and chunk sizes.
 QUICK_DESIGNS = [
     ("2x4-dot4-chunk16-row-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16, outer_adder="row")),
-    ("3x2-two-adder-chunk8-inner-sr-outer-nearest",
+    ("3x2-two-adder-pe-outer-chunk8-inner-sr-outer-nearest",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
-          seed=7)),
+          seed=7, outer_adder="pe")),
 ]
 FULL_DESIGNS = QUICK_DESIGNS + [
     ("4x4-two-adder-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64)),
+    ("4x4-two-adder-pe-outer-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64, outer_adder="pe")),
     ("4x2-two-adder-chunk4-nearest", dict(rows=4, cols=2, chunk=4, outer_rounding="nearest")),
     ("3x5-two-adder-chunk8-both-sr", dict(rows=3, cols=5, chunk=8, inner_rounding="stochastic",
                                           seed=11)),
