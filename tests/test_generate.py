@@ -25,7 +25,8 @@ def test_generate_writes_three_files_and_manifest_round_trips(tmp_path):
                    "--inner-rounding", "stochastic", "--rbits", "6", "--seed", "42",
                    "--pe", "shared-adder", "--top", "my_array"])
     assert status == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "my_array.core", "my_array.v"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "my_array.core", "my_array.v",
+                                                     "my_array.vlt"]
     verilog = (out / "my_array.v").read_text()
     assert re.search(r"^module my_array\(", verilog, re.M)
     for port in ("s_axis_a_tdata", "s_axis_b_tready", "m_axis_c_tlast", "clk", "rst"):
