@@ -13,7 +13,52 @@ from .adder import FloatAdder
 from .lfsr import Lfsr
 from .pe import ProcessingElement
 
-__all__ = ["MacArray"]
+__all__ = ["MacArray", "RowOuterAdder"]
+
+
+class RowOuterAdder(wiring.Component):
+    """One array row's outer (chunk) adder, for ``outer_placement == "row"``: ``sum = round(a +
+    b)`` of whichever PE requests it (the others drive zeros, so ``a`` and ``b`` are ORed), with
+    one LFSR (stream ``STREAM_ROW_OUTER`` of the row) when the outer rounding is stochastic; the
+    LFSR draws once per cycle with ``en`` and a request. Combinational but for the LFSR.
+
+    Parameters
+    ----------
+    config : MacConfig
+    row : int
+        The row (selects the LFSR's seed).
+
+    Members
+    -------
+    en : In(1)
+    req : In(cols)
+        Requests, one per PE of the row (at most one is set in a cycle).
+    a, b : In(acc_format width).array(cols)
+        Each PE's operands, zero when it does not request.
+    sum : Out(acc_format width)
+    """
+
+    def __init__(self, config: MacConfig, row: int = 0):
+        self._config, self._row = config, row
+        w, C = config.acc_format.width, config.cols
+        super().__init__({"en": In(1), "req": In(C), "a": In(w).array(C), "b": In(w).array(C),
+                          "sum": Out(w)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        stochastic = cfg.outer_rounding == "stochastic"
+        m.submodules.add = add = FloatAdder(cfg.acc_format, cfg.outer_rounding,
+                                            cfg.rbits if stochastic else None)
+        a = b = 0
+        for c in range(cfg.cols):
+            a, b = a | self.a[c], b | self.b[c]
+        m.d.comb += [add.a.eq(a), add.b.eq(b), self.sum.eq(add.result)]
+        if stochastic:
+            seed = stream_seed(cfg.seed, self._row, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
+            m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+            m.d.comb += [lfsr.en.eq(self.en & self.req.any()), add.rand.eq(lfsr.value)]
+        return m
 
 
 class MacArray(wiring.Component):
@@ -121,20 +166,11 @@ class MacArray(wiring.Component):
         return m
 
     def _row_outer_adder(self, m, r, pes):
-        """Row r's outer adder: the requesting PE's operands (the others drive zeros) in, the
-        rounded sum out to every PE of the row (only the requesting one takes it)."""
-        cfg = self._config
-        stochastic = cfg.outer_rounding == "stochastic"
-        add = FloatAdder(cfg.acc_format, cfg.outer_rounding, cfg.rbits if stochastic else None)
-        m.submodules[f"outer_add_r{r}"] = add
-        req = Cat(pe.outer_req for pe in pes).any()
-        a = b = 0
-        for pe in pes:
-            a, b = a | pe.outer_a, b | pe.outer_b
-        m.d.comb += [add.a.eq(a), add.b.eq(b)]
-        m.d.comb += [pe.outer_sum.eq(add.result) for pe in pes]
-        if stochastic:
-            seed = stream_seed(cfg.seed, r, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
-            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
-            m.submodules[f"lfsr_outer_r{r}"] = lfsr
-            m.d.comb += [lfsr.en.eq(self.en & req), add.rand.eq(lfsr.value)]
+        """Row r's outer adder: the requesting PE's operands in, the rounded sum out to every PE
+        of the row (only the requesting one takes it)."""
+        row = RowOuterAdder(self._config, r)
+        m.submodules[f"outer_add_r{r}"] = row
+        m.d.comb += row.en.eq(self.en)
+        for c, pe in enumerate(pes):
+            m.d.comb += [row.req[c].eq(pe.outer_req), row.a[c].eq(pe.outer_a),
+                         row.b[c].eq(pe.outer_b), pe.outer_sum.eq(row.sum)]

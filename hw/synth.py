@@ -668,7 +668,12 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
 def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None) -> dict:
     """Generate one processing element (``block="pe"``, top ``<config.top>_pe``) or the whole
     array top (``"array"``, top ``config.top``) of ``config`` as ``out_dir/<top>.v`` and
-    :func:`synthesize` it into ``out_dir``; returns the report."""
+    :func:`synthesize` it into ``out_dir``; returns the report.
+
+    A PE whose outer sums are added by its row's adder (``config.outer_placement == "row"``)
+    carries ``1/cols`` of that adder: the row's :class:`~fp8mac.hw.array.RowOuterAdder` is
+    synthesized too (into ``out_dir/row_adder``), and the report's figures are those of one PE
+    slot (:func:`with_row_share`), the PE's own under ``pe_alone``."""
     from .emit import emit_verilog
 
     if block == "pe":
@@ -683,7 +688,50 @@ def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{top}.v"
     path.write_text(emit_verilog(component, top))
-    return synthesize(path, top, out_dir, targets, yosys, config=config)
+    if block != "pe" or config.outer_placement != "row":
+        return synthesize(path, top, out_dir, targets, yosys, config=config)
+    from .array import RowOuterAdder
+
+    row_dir = out_dir / "row_adder"
+    row_dir.mkdir(exist_ok=True)
+    row_top = f"{config.top}_row_adder"
+    (row_dir / f"{row_top}.v").write_text(emit_verilog(RowOuterAdder(config), row_top))
+    targets = tuple(t for t in targets if t != "ice40")  # a fraction of a block has no LUT count
+    row = synthesize(row_dir / f"{row_top}.v", row_top, row_dir, targets, yosys, config=config)
+    pe = synthesize(path, top, out_dir, targets, yosys, config=config)
+    report = with_row_share(pe, row, config.cols)
+    (out_dir / "area.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "area.md").write_text(format_markdown(report))
+    return report
+
+
+_ADDITIVE = ("cell_count", "area", "sequential_area", "nand2_eq", "transistors", "flip_flops")
+
+
+def with_row_share(pe: dict, row: dict, cols: int) -> dict:
+    """One PE slot of a row-placed array: the PE's figures plus ``1/cols`` of its row's outer
+    adder (area-like figures), and the slower of the two for timing (the row adder's path runs
+    from the PEs' registers back into them within a cycle). The PE's own report stays under
+    ``pe_alone`` of each target, the row adder's under ``row_adder``."""
+    out = dict(pe)
+    for target in ("generic", "asic"):
+        if target not in pe or target not in row:
+            continue
+        t = dict(pe[target])
+        for key in _ADDITIVE:
+            if key in t and key in row[target] and t[key].get("value") is not None \
+                    and row[target][key].get("value") is not None:
+                v = t[key]["value"] + row[target][key]["value"] / cols
+                t[key] = dict(t[key], value=round(v, 1) if isinstance(v, float) else round(v, 1))
+        for key, pick in (("critical_path", max), ("fmax", min)):
+            a, b = t.get(key, {}).get("value"), row[target].get(key, {}).get("value")
+            if a is not None and b is not None:
+                t[key] = dict(t[key], value=pick(a, b))
+        t["pe_alone"] = {k: pe[target][k] for k in _ADDITIVE + ("critical_path", "fmax") if k in pe[target]}
+        t["row_adder"] = {k: row[target][k] for k in _ADDITIVE + ("critical_path", "fmax") if k in row[target]}
+        t["row_share"] = f"PE + 1/{cols} of its row's outer adder and LFSR"
+        out[target] = t
+    return out
 
 
 def _show(fig: dict, digits: int = 0) -> str:

@@ -375,16 +375,16 @@ def test_dot_section_divides_by_the_products_per_cycle():
            "dot2_fp8": rep(1500.0, 80.0), "dot2_fp16": rep(3800.0, 40.0)}
     md = "\n".join(sc._dot_section(res))
     # dot 1: 2000 / 1000 = 2.00x area per MAC; (100 / 1000) / (50 / 2000) = 4.00x per area.
-    assert "| FP8 e5m2 -> fp16_ibm (default) | 1 | 1,000 | 1,000 | 100.0 | 100.00 | 2.00x |  | 4.00x |" in md
+    label = "FP8 e5m2 -> fp16_ibm (default: row outer adder)"
+    assert f"| {label} | 1 | 1,000 | 1,000 | 100.0 | 100.00 | 2.00x |  | 4.00x |" in md
     # dot 2: 1900 / 750 = 2.53x; (2 * 80 / 1500) / (2 * 40 / 3800) = 5.07x.
-    assert "| FP8 e5m2 -> fp16_ibm (default) | 2 | 1,500 | 750 | 80.0 | 106.67 | 2.53x |  | 5.07x |" in md
+    assert f"| {label} | 2 | 1,500 | 750 | 80.0 | 106.67 | 2.53x |  | 5.07x |" in md
     assert "at dot 2 needs 2.67x less area per MAC/cycle" in md
-    # The row outer adder: the PE plus 1/cols (8) of the row's adder (640) and LFSR (160).
-    res.update({"dot1_fp8_row": rep(700.0, 100.0), "add_fp16ibm_sr": rep(640.0, None),
-                "lfsr32": rep(160.0, None)})
+    # The previous default, its own outer adder in every PE: 2000 / 800 = 2.50x and
+    # (100 / 800) / (50 / 2000) = 5.00x.
+    res["fp8_pe_outer"] = rep(800.0, 100.0)
     md = "\n".join(sc._dot_section(res))
-    # 700 + 100 = 800 um^2 per MAC: 2000 / 800 = 2.50x; (100 / 800) / (50 / 2000) = 5.00x.
-    assert "| ... row outer adder (+ 1/cols of it) | 1 | 800 | 800 | 100.0 | 125.00 | 2.50x |  | 5.00x |" in md
+    assert "| ... outer adder in every PE | 1 | 800 | 800 | 100.0 | 125.00 | 2.50x |  | 5.00x |" in md
 
 
 def test_pipeline_section_lists_each_depth():
@@ -399,3 +399,33 @@ def test_pipeline_section_lists_each_depth():
     assert "| 0 | 1,000 | 50.0 | 50.00 | 2,000 | 40.0 | 20.00 |" in md
     assert "| 1 | 1,100 | 100.0 | 90.91 | n/a | n/a | n/a |" in md
     assert sc._pipeline_section({"fp8": rep(1000.0, 50.0)}) == []  # nothing pipelined: no section
+
+
+def test_a_row_placed_pe_carries_its_share_of_the_row_adder():
+    """with_row_share: area-like figures add 1/cols of the row adder's, timing takes the slower
+    path; the PE's own figures stay under pe_alone (numbers made up, sums done by hand)."""
+    from fp8mac.hw.synth import with_row_share
+
+    def rep(area, seq, fmax, cp):
+        return {"asic": {"area": {"value": area, "unit": "um^2"}, "sequential_area": {"value": seq},
+                         "fmax": {"value": fmax}, "critical_path": {"value": cp}}}
+
+    slot = with_row_share(rep(1000.0, 200.0, 80.0, 12.5), rep(400.0, 80.0, 70.0, 14.0), cols=8)
+    a = slot["asic"]
+    assert (a["area"]["value"], a["sequential_area"]["value"]) == (1050.0, 210.0)  # + 400/8, + 80/8
+    assert (a["fmax"]["value"], a["critical_path"]["value"]) == (70.0, 14.0)
+    assert a["pe_alone"]["area"]["value"] == 1000.0 and a["row_adder"]["area"]["value"] == 400.0
+
+
+def test_cli_default_pe_is_one_slot_of_a_row(tmp_path):
+    """fp8mac synth --block pe on the default (row outer adder) reports the PE plus 1/cols of
+    its row's adder and LFSR, both synthesized."""
+    r = _cli("--out", str(tmp_path), "--block", "pe", "--target", "asic")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "area.json").read_text())
+    a = report["asic"]
+    assert report["design"]["config"]["outer_adder"] == "auto" and report["macs_per_cycle"] == 1
+    want = a["pe_alone"]["area"]["value"] + a["row_adder"]["area"]["value"] / 8
+    assert a["area"]["value"] == pytest.approx(want, abs=0.1)
+    assert a["row_adder"]["area"]["value"] > 0.25 * a["pe_alone"]["area"]["value"]  # an adder + LFSR
+    assert (tmp_path / "row_adder" / "area.json").is_file()
