@@ -3,7 +3,10 @@
 Reproduces the experiment behind Wang et al., "Training Deep Neural Networks with 8-bit Floating
 Point Numbers" (NeurIPS 2018), Fig. 3: the sum of ``n`` FP8 products accumulated in FP16 with
 round-to-nearest stops growing once the accumulator's ulp exceeds twice the products
-("swamping"); chunk-based accumulation and stochastic rounding keep tracking FP32.
+("swamping"); chunk-based accumulation and stochastic rounding keep tracking FP32. The array's
+default (chunk 64, stochastic outer rounding) also runs with multi-term fused steps, dot widths
+4 and 16 (ARCHITECTURE.md §3b: one rounding per ``d`` products, so ``64 / d`` inner roundings
+per chunk instead of 64), with the same seeds.
 
 Every FP16 result here is the golden model's: a length-``n`` dot product is one output of
 :func:`~fp8mac.model.gemm.mac_gemm` with ``M x K x N = trials x n x 1`` on an ``8 x 1`` array, so
@@ -32,15 +35,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import MacConfig
+from ..config import MAX_DOT, MacConfig
 from ..formats import FORMATS, format_by_name
 from ..gemm import mac_gemm
 from .report import Report, fmt_sci, new_figure, save_figure, check_out_dir
 
 __all__ = ["DISTRIBUTIONS", "AccumulationResult", "Method", "accumulation_methods",
            "draw_operands", "dot_products", "fp32_dot_products", "run_accumulation",
-           "check_lengths", "check_seed", "check_jobs", "check_int", "MAX_LENGTH", "QUICK",
-           "DEFAULT"]
+           "check_lengths", "check_seed", "check_jobs", "check_int", "check_dots", "MAX_LENGTH",
+           "QUICK", "DEFAULT"]
 
 DISTRIBUTIONS = ("halfnormal", "uniform", "normal")
 """Operand distributions: ``|N(0,1)|`` and ``U(0,1)`` (same-sign products: swamping shows) and
@@ -49,8 +52,10 @@ DISTRIBUTIONS = ("halfnormal", "uniform", "normal")
 MAX_LENGTH = 1 << 20
 MAX_SEED = (1 << 64) - 1
 
-DEFAULT = dict(lengths=tuple(1 << e for e in range(4, 17)), trials=32, chunks=(16, 64, 256))
-"""Default size: lengths 2^4 .. 2^16, 32 trials per length."""
+DEFAULT = dict(lengths=tuple(1 << e for e in range(4, 17)), trials=32, chunks=(16, 64, 256),
+               dots=(4, 16))
+"""Default size: lengths 2^4 .. 2^16, 32 trials per length (``fp8mac study accumulation``, the
+committed report: 60 to 90 s with its default 2 worker processes on 2 shared cores)."""
 QUICK = dict(lengths=tuple(1 << e for e in range(4, 15)), trials=8, chunks=(64,),
              stochastic=False)
 """``--quick`` size (tests): lengths 2^4 .. 2^14, 8 trials, chunk 64 only, no stochastic runs."""
@@ -101,21 +106,45 @@ class Method:
     config: MacConfig | None
 
 
+def check_dots(dots, sr_chunk=64) -> tuple[int, ...]:
+    """Dot widths of the extra array-default runs: powers of two in 2..``MAX_DOT`` dividing
+    ``sr_chunk`` (dot 1 is the array-default run itself), unique and sorted on return."""
+    if isinstance(dots, (int, np.integer)):
+        dots = (dots,)
+    try:
+        items = list(dots)
+    except TypeError:
+        raise ValueError(f"dots must be a list of powers of two in 2..{MAX_DOT}, "
+                         f"not {dots!r}") from None
+    out = []
+    for d in items:
+        d = check_int("dots", d, 2, MAX_DOT)
+        if d & (d - 1) or sr_chunk % d:
+            raise ValueError(f"dots must be powers of two in 2..{MAX_DOT} dividing sr_chunk "
+                             f"({sr_chunk}), not {d}")
+        out.append(d)
+    return tuple(sorted(set(out)))
+
+
 def accumulation_methods(chunks=(16, 64, 256), in_format="fp8_e5m2", acc_format="fp16_ibm",
-                         rbits=8, stochastic=True, sr_chunk=64, seed=1) -> list[Method]:
+                         rbits=8, stochastic=True, sr_chunk=64, seed=1, dots=()) -> list[Method]:
     """The schemes compared: FP32; plain and chunked round-to-nearest; stochastic (plain, and
-    chunk ``sr_chunk`` with nearest inner and stochastic outer rounding: the array's default).
+    chunk ``sr_chunk`` with nearest inner and stochastic outer rounding: the array's default);
+    then, with ``stochastic``, the array's default again with each dot width in ``dots`` (one
+    rounding per ``d`` products, ARCHITECTURE.md §3b), labelled ``... RNE+SR dot d``.
 
     Raises
     ------
     ValueError
-        For a bad chunk size, format or rbits (from :class:`~fp8mac.model.config.MacConfig`).
+        For a bad chunk size, dot width, format or rbits (from
+        :class:`~fp8mac.model.config.MacConfig`).
     """
     if isinstance(chunks, (int, np.integer)):
         chunks = (chunks,)
     chunks = tuple(chunks)
     for c in chunks:
         check_int("chunks", c, 1, MAX_LENGTH)
+    dots = check_dots(dots, sr_chunk)
     base = MacConfig(rows=8, cols=1, in_format=in_format, acc_format=acc_format, rbits=rbits,
                      seed=seed)
     acc = base.acc_format.name or "acc"
@@ -129,6 +158,10 @@ def accumulation_methods(chunks=(16, 64, 256), in_format="fp8_e5m2", acc_format=
         methods.append(Method(f"{acc} chunk {sr_chunk} RNE+SR",
                               base.replace(chunk=int(sr_chunk), inner_rounding="nearest",
                                            outer_rounding="stochastic")))
+        for d in dots:
+            methods.append(Method(f"{acc} chunk {sr_chunk} RNE+SR dot {d}",
+                                  base.replace(chunk=int(sr_chunk), inner_rounding="nearest",
+                                               outer_rounding="stochastic", dot=d)))
     return methods
 
 
@@ -299,8 +332,8 @@ def _swamping_length(lengths, plain, exact):
 
 def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunks=DEFAULT["chunks"],
                      distribution="halfnormal", in_format="fp8_e5m2", acc_format="fp16_ibm",
-                     rbits=8, stochastic=True, sr_chunk=64, seed=0, jobs=1, log=print
-                     ) -> AccumulationResult:
+                     rbits=8, stochastic=True, sr_chunk=64, dots=DEFAULT["dots"], seed=0, jobs=1,
+                     log=print) -> AccumulationResult:
     """Run the accumulation study (see the module docstring).
 
     Parameters
@@ -321,6 +354,9 @@ def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunk
         Include the stochastic-rounding runs.
     sr_chunk : int
         Chunk size of the chunked stochastic run.
+    dots : sequence of int
+        Dot widths (powers of two dividing ``sr_chunk``, at least 2) of further chunked
+        stochastic runs (with ``stochastic`` only); ``()`` for none.
     seed : int
         Seeds the operands (``numpy.random.default_rng``) and the array's LFSRs.
     jobs : int
@@ -342,8 +378,9 @@ def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunk
         if not isinstance(f, str) or f not in FORMATS:
             raise ValueError(f"{name} must be one of {', '.join(FORMATS)}, not {f!r}")
     check_int("sr_chunk", sr_chunk, 1, MAX_LENGTH)
+    dots = check_dots(dots, sr_chunk)
     methods = accumulation_methods(chunks, in_format, acc_format, rbits, stochastic, sr_chunk,
-                                   seed=seed)
+                                   seed=seed, dots=dots)
     facc = FORMATS[acc_format]
     log(f"accumulation study: seed {seed}, {trials} trials per length, lengths "
         f"{lengths[0]}..{lengths[-1]}, {distribution} {in_format} operands, {acc_format} accumulators")
@@ -362,14 +399,14 @@ def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunk
             t1 = time.perf_counter()
             computed[m.label] = dot_products(groups, m.config)
             timings[m.label] = time.perf_counter() - t1
-            log(f"  {m.label:<28} {timings[m.label]:6.1f} s")
+            log(f"  {m.label:<32} {timings[m.label]:6.1f} s")
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(hw)), mp_context=ctx) as pool:
             futures = {m.label: pool.submit(dot_products, groups, m.config) for m in hw}
             for m in hw:
                 computed[m.label] = futures[m.label].result()
-                log(f"  {m.label:<28} done")
+                log(f"  {m.label:<32} done")
 
     error, mean_sum = {}, {"exact": {n: float(exact[n].mean()) for n in lengths}}
     for m in methods:
@@ -383,13 +420,81 @@ def run_accumulation(lengths=DEFAULT["lengths"], trials=DEFAULT["trials"], chunk
              if distribution != "normal" else None)
     params = dict(lengths=list(lengths), trials=trials, chunks=[int(c) for c in chunks],
                   distribution=distribution, in_format=in_format, acc_format=acc_format,
-                  rbits=rbits, stochastic=stochastic, sr_chunk=sr_chunk, seed=seed)
+                  rbits=rbits, stochastic=stochastic, sr_chunk=sr_chunk, seed=seed,
+                  dots=list(dots) if stochastic else [])
     return AccumulationResult(lengths, methods, error, mean_sum, floor, swamp, params,
                               time.perf_counter() - t0, timings)
 
 
 def _at(d, n):
     return d.get(n, float("nan"))
+
+
+def _dot_labels(result):
+    """The array default's label and ``[(label, d)]`` of its dot-width variants (from the
+    configs, so renamed labels still pair up)."""
+    default = next((m.label for m in result.methods
+                    if m.config is not None and m.config.chunk == result.params["sr_chunk"]
+                    and m.config.dot == 1 and m.config.inner_rounding == "nearest"
+                    and m.config.outer_rounding == "stochastic"), None)
+    dotted = [(m.label, m.config.dot) for m in result.methods
+              if m.config is not None and m.config.dot > 1]
+    return default, dotted
+
+
+def _outer_note(result):
+    """Where the chunked stochastic runs add their outer sums (it picks their LFSR streams)."""
+    cfgs = [m.config for m in result.methods if m.config is not None and m.config.chunk is not None
+            and m.config.outer_rounding == "stochastic"]
+    if not cfgs:
+        return ""
+    places = sorted({c.outer_placement for c in cfgs})
+    oa = cfgs[0].outer_adder
+    default = " (the array's default)" if oa == MacConfig.outer_adder else ""
+    return (f" Chunked stochastic runs: `outer_adder` {oa!r}{default}, here the "
+            f"{' / '.join(places)} outer adder and its LFSR streams.")
+
+
+def _dot_finding(result, band=(0.8, 1.25)):
+    """One Findings line: the dot-width variants against the array default (dot 1), where the
+    inner roundings matter (one chunk) and from which length on the ratios stay in ``band``."""
+    default, dotted = _dot_labels(result)
+    if default is None or not dotted:
+        return None
+    lens, c = result.lengths, result.params["sr_chunk"]
+    e1 = result.error[default]
+    ratio = {d: {n: result.error[lab][n] / e1[n] if e1[n] else math.nan for n in lens}
+             for lab, d in dotted}
+    ds = " and ".join(f"dot {d}" for _, d in dotted)
+    parts = []
+    short = [n for n in lens if n <= c]
+    if short:
+        n = short[-1]
+        parts.append(f"at n = {n} ({'one chunk' if n == c else 'less than a chunk'}) the error is "
+                     + " and ".join(f"{fmt_sci(result.error[lab][n])} with dot {d}"
+                                    for lab, d in dotted)
+                     + f" against dot 1's {fmt_sci(e1[n])} ("
+                     + " and ".join(f"{ratio[d][n]:.2f}x" for _, d in dotted)
+                     + f"; floor {fmt_sci(result.floor[n])})")
+    at_floor = [f"dot {d} at n = {n}" for lab, d in dotted for n in lens
+                if n <= d and result.error[lab][n] == result.floor[n]]
+    if at_floor:
+        parts.append(f"{', '.join(at_floor)} is exactly the floor (one step: the exact sum "
+                     "rounded once)")
+    inside = [n for n in lens
+              if all(band[0] <= ratio[d][m] <= band[1] for _, d in dotted for m in lens if m >= n)]
+    if inside:
+        n0 = inside[0]
+        rs = [ratio[d][m] for _, d in dotted for m in lens if m >= n0]
+        parts.append(f"from n = {n0} on {ds} stay within {min(rs):.2f}x..{max(rs):.2f}x of dot 1 "
+                     f"(at n = {lens[-1]}: "
+                     + ", ".join(f"{fmt_sci(result.error[lab][lens[-1]])}" for lab, _ in dotted)
+                     + f" against {fmt_sci(e1[lens[-1]])}): there the error comes from the outer "
+                     f"sum, which has the same {c}-product chunks and stochastic roundings "
+                     "whatever d")
+    return (f"- Multi-term steps ({ds}: chunk {c}, SR outer, one inner rounding per d products, "
+            f"so {' and '.join(str(c // d) for _, d in dotted)} instead of {c} per chunk): "
+            + "; ".join(parts) + ".")
 
 
 def write_accumulation(result: AccumulationResult, out, command="fp8mac study accumulation"):
@@ -402,10 +507,14 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     ax, ax2 = axes[0]
     styles = {lab: dict(color=f"C{i}") for i, lab in enumerate(labels[1:])}
     styles["FP32"] = dict(color="black", lw=2)
+    default, dotted = _dot_labels(result)
+    for (lab, d), (ls, mk) in zip(dotted, [("--", "s"), ("-.", "^"), (":", "v"), ("--", "D")] * 4):
+        # the array default's dot-width variants: its colour, their own line and marker
+        styles[lab] = dict(color=styles[default]["color"], ls=ls, marker=mk)
     for lab in labels:
         ys = [result.error[lab][n] for n in lens]
         ys = [y if y > 0 else np.nan for y in ys]
-        ax.loglog(lens, ys, marker="o", ms=3, label=lab, **styles[lab])
+        ax.loglog(lens, ys, ms=3, label=lab, **{"marker": "o", **styles[lab]})
     ax.loglog(lens, [result.floor[n] or np.nan for n in lens], ls=":", color="gray",
               label=f"exact sum rounded once to {p['acc_format']}")
     if result.swamping_length:
@@ -422,8 +531,8 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
     ax2.loglog(lens, [result.mean_sum["exact"][n] for n in lens], color="gray", ls=":", lw=3,
                label="exact")
     for lab in labels:
-        ax2.loglog(lens, [result.mean_sum[lab][n] for n in lens], marker="o", ms=3, label=lab,
-                   **styles[lab])
+        ax2.loglog(lens, [result.mean_sum[lab][n] for n in lens], ms=3, label=lab,
+                   **{"marker": "o", **styles[lab]})
     ax2.set_xscale("log", base=2)
     ax2.set_xlabel("dot-product length n")
     ax2.set_ylabel("mean computed dot product")
@@ -438,7 +547,7 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
              f"`{p['acc_format']}` accumulators on an 8 x 1 array, {p['rbits']} random bits per "
              f"stochastic rounding. Every FP16 value is `mac_gemm`'s (bit-exact); FP32 is the "
              f"sequential float32 sum of the same exact products. Error: mean over trials of "
-             f"`|computed - exact| / sum|a_k b_k|`.")
+             f"`|computed - exact| / sum|a_k b_k|`." + _outer_note(result))
     rep.image("accumulation.png", "error and sum against length")
     rep.heading("Mean error by length")
     rep.table(["n"] + labels + ["floor"],
@@ -464,6 +573,9 @@ def write_accumulation(result: AccumulationResult, out, command="fp8mac study ac
         lines.append(f"- {lab}: error {fmt_sci(result.error[lab][longest])} at n = {longest}, "
                      f"{ratio:.0f}x below plain RNE and {result.error[lab][longest] / result.floor[longest]:.1f}x the floor"
                      if result.floor[longest] else f"- {lab}: error {fmt_sci(result.error[lab][longest])}")
+    dot_line = _dot_finding(result)
+    if dot_line:
+        lines.append(dot_line)
     rep.heading("Findings")
     rep.text("\n".join(lines))
     md = rep.write(out / "accumulation.md")
