@@ -46,15 +46,24 @@ class ProcessingElement(wiring.Component):
         result = outer            # chunking off: result = inner, no outer add
 
     With ``dot = 1`` the step is a :class:`~fp8mac.hw.multiplier.FloatMultiplier` feeding a
-    :class:`~fp8mac.hw.adder.MacUnit`; with ``dot > 1`` a :class:`~fp8mac.hw.dot.ProductSum`
-    (the products' exact fixed-point sum) feeds it, so the step is still correctly rounded.
+    :class:`~fp8mac.hw.adder.MacUnit`; with ``dot > 1`` one :class:`~fp8mac.hw.dot.DotMacUnit`
+    (accumulator and products in one fixed-point frame) or a :class:`~fp8mac.hw.dot.ProductSum`
+    (the products' exact sum) feeding a ``MacUnit``, so the step is still correctly rounded.
 
     bit for bit as :func:`fp8mac.model.gemm.mac_gemm` does for PE ``(row, col)``: its LFSRs are
     seeded with ``stream_seed(config.seed, row, col, stream)`` at reset, and draw once per
-    stochastic MAC step and once per stochastic outer add, never on stalls or idle cycles.
+    stochastic MAC step and once per stochastic outer add, never on stalls or idle cycles. With
+    ``config.outer_placement == "row"`` the PE has no outer adder and no outer LFSR: it hands its
+    outer adds to its row's :class:`~fp8mac.hw.array.RowOuterAdder` (``outer_req``, ``outer_a``,
+    ``outer_b``, ``outer_sum``) in the cycle its own adder would have done them.
 
     Timing (all registers advance only when ``en`` is high; ``en`` low freezes the PE):
 
+    * ``pipeline = N`` (0 by default): the step's exact addend (the product, or the products'
+      exact sum) passes through one register and the operands through N - 1 more before the
+      accumulation loop, with ``valid`` and ``last`` delayed alike; everything below then
+      happens N cycles later. The loop itself (accumulator + step, normalize, round, write back)
+      is one cycle: a register inside it would change what one cycle computes.
     * The multiplier and the fused adder are combinational: a step is accepted every cycle in which
       ``en & valid_in``.
     * ``two-adder`` PE: the outer add of a chunk happens in the cycle after its last step, on a
