@@ -14,10 +14,13 @@ export PYTHONWARNINGS := error
 # scripts) runs without our PYTHONWARNINGS: their own deprecation warnings would be errors.
 NOWARN := env -u PYTHONWARNINGS
 # Debian packages the simulations and the ASIC flow need, each with the file or command that shows
-# it installed (liblz4-dev: Verilator's FST waves). scripts/sysdeps.sh installs them.
+# it installed (liblz4-dev: Verilator's FST waves; yosys: a Yosys with Tcl, which the generated
+# FuseSoC core's synth target runs through edalize, qflow's dependency named here).
+# scripts/sysdeps.sh installs them.
 SYSDEPS := iverilog=iverilog \
 	qflow-tech-osu018=/usr/share/qflow/tech/osu018/osu018_stdcells.lib \
-	liblz4-dev=/usr/include/lz4.h
+	liblz4-dev=/usr/include/lz4.h \
+	yosys=yosys
 # Overridable for tests/test_install.py: the apt-get to run, and yes/no for "am I root" (default
 # from id -u).
 APT_GET ?= apt-get

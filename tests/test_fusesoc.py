@@ -165,7 +165,7 @@ def test_unchanged_targets_build(core_dir, tmp_path, target, tool):
 def test_synth_target_yosys_ice40(core_dir, tmp_path):
     yosys = shutil.which("yosys", path=fusesoc_env()["PATH"])
     assert yosys is not None, ("yosys not found (edalize's yosys tool runs `yosys` with Tcl); "
-                               "apt-get install yosys (`make install` brings it with qflow)")
+                               "apt-get install yosys (`make install` does it as root)")
     build = tmp_path / "build"
     fusesoc(core_dir, build, "--target", "synth")
     work = work_dir(build, "synth", "yosys")
