@@ -214,7 +214,8 @@ class ProcessingElement(wiring.Component):
             m.d.sync += self.full.eq(0)
         with m.If(self.en & write):
             m.d.sync += [self.result.eq(write_value), self.full.eq(1)]
-        m.d.comb += self.stall_req.eq(write & self.full)
+        # A full register that is drained (clear) in this very cycle can take the new result.
+        m.d.comb += self.stall_req.eq(write & self.full & ~self.clear)
 
         inner_stochastic = cfg.inner_rounding == "stochastic"
         outer_stochastic = STREAM_OUTER in cfg.stochastic_streams  # the PE's own outer stream

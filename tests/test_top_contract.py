@@ -6,7 +6,7 @@ In Amaranth's simulator, cycle by cycle, a host that only follows the port table
   :func:`~fp8mac.hw.top.tile_spacing` *array* cycles (clock cycles in which the array is not
   stalled) have passed since the previous tile's last beat, and takes it in the first such cycle;
   under result backpressure that is more clock cycles than the spacing; tiles whose K equals the
-  spacing should not stall at all (strict xfail: today they do, issue 15, hw/pe.py);
+  spacing do not stall at all;
 * A's ``tlast`` ends the dot product when A's and B's disagree; ``err_tlast`` rises on such a beat
   and stays high through later tiles until reset, which clears it;
 * a one-cycle reset in the middle of tiles and pending results drops them and restarts the
@@ -146,13 +146,11 @@ def test_top_enforces_tile_spacing_in_array_cycles(config, backpressure, seed):
         assert max(clock_gaps) > G, clock_gaps
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 15: tiles whose K equals the spacing stall the array about "
-                          "`spacing` cycles each although the drain keeps up (hw/pe.py's stall "
-                          "request ignores a clear in the same cycle); the README promises that "
-                          "only shorter tiles pay")
-def test_tiles_of_k_equal_to_the_spacing_do_not_stall(seed):
-    config = SPACING_CONFIGS[0]
+@pytest.mark.parametrize("config", [MacConfig(rows=4, cols=4, chunk=None), MacConfig(rows=2, cols=2, chunk=4),
+                                    MacConfig(rows=3, cols=5, chunk=8)], ids=["4x4", "2x2-chunk4", "3x5-chunk8"])
+def test_tiles_of_k_equal_to_the_spacing_do_not_stall(config, seed):
+    """Tiles whose K is the spacing, results taken at once: no stall at all, a beat every cycle
+    (a PE's result register drained in the cycle it is written again takes the new result)."""
     G = tile_spacing(config.rows, config.cols)
     rng = np.random.default_rng(seed)
     a, b = operands(rng, config, 3 * config.rows, G, 3 * config.cols)
