@@ -458,7 +458,7 @@ def _design(config: MacConfig, design) -> Path:
     if design is None:
         return ensure_design(config)
     manifest = design.manifest if hasattr(design, "manifest") else Path(design) / "manifest.json"
-    folder = Path(manifest).parent
+    folder = Path(manifest).parent.resolve()  # the simulator runs in another folder
     found = MacConfig.from_dict(load_manifest(folder / "manifest.json")["config"])
     if found != config:
         raise ValueError(f"design: {folder} holds a different configuration ({found}) than "

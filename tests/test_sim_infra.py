@@ -180,3 +180,20 @@ def test_pause_statistics():
     a = take(pause_generator("random", 1, "s_axis_a"))
     b = take(pause_generator("random", 1, "s_axis_b"))
     assert (a != b).any()  # streams sharing a seed do not share draws
+
+
+def test_a_relative_design_folder_is_resolved(tmp_path, monkeypatch):
+    """run_gemm_on_simulator(design="design") from another working directory: the design is
+    found by an absolute path (the simulator runs in its own folder), and a design of another
+    configuration is refused."""
+    from fp8mac.hw.generate import generate
+    from fp8mac.model.config import MacConfig
+    from fp8mac.sim.accel_bench import _design
+
+    config = MacConfig(rows=1, cols=1, chunk=None, outer_rounding="nearest")
+    generate(config, tmp_path / "design")
+    monkeypatch.chdir(tmp_path)
+    folder = _design(config, "design")
+    assert folder.is_absolute() and folder == (tmp_path / "design").resolve()
+    with pytest.raises(ValueError, match="holds a different configuration"):
+        _design(config.replace(rows=2), "design")
