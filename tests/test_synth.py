@@ -327,20 +327,21 @@ def _compare_module():
 
 def _fake_results(sc, fp16_area, fp32_area):
     """Results as synth_compare gathers them, with made-up areas (transistors = area / 5)."""
-    def rep(area, seq=0.0):
-        return {"asic": {"area": {"value": area}, "sequential_area": {"value": seq}},
+    def rep(area, seq=0.0, fmax=100.0):
+        return {"asic": {"area": {"value": area}, "sequential_area": {"value": seq}, "fmax": {"value": fmax}},
                 "generic": {"transistors": {"value": area / 5}}, "times": {"generate": 1, "synthesize": 2}}
 
     res = {d.key: rep(1000.0, 200.0) for d in sc.PES}
     res.update({d.key: rep(100.0) for d in sc.BLOCKS})
     res["lfsr32"] = rep(100.0, 50.0)
-    res["fp16_fp32"], res["fp32_fp32"] = rep(fp16_area, 200.0), rep(fp32_area, 200.0)
+    # Throughput per area, FP8 / baseline: (100 / 1000) / (50 / fp16_area), (100 / 1000) / (20 / fp32_area).
+    res["fp16_fp32"], res["fp32_fp32"] = rep(fp16_area, 200.0, 50.0), rep(fp32_area, 200.0, 20.0)
     res["array4x4"] = rep(800.0, 400.0)
     res["array4x4_flat"] = rep(16 * 1000.0 + 500.0, 16 * 200.0)
     return res
 
 
-@pytest.mark.parametrize("fp16_area, fp32_area, met", [(5000.0, 9000.0, True), (1500.0, 9000.0, False)])
+@pytest.mark.parametrize("fp16_area, fp32_area, met", [(5000.0, 11000.0, True), (1500.0, 11000.0, False)])
 def test_comparison_report_states_the_ratios_against_the_goals(tmp_path, fp16_area, fp32_area, met):
     sc = _compare_module()
     bench = tmp_path / "BENCHMARKS.md"
@@ -351,7 +352,10 @@ def test_comparison_report_states_the_ratios_against_the_goals(tmp_path, fp16_ar
     md = (tmp_path / "area.md").read_text()
     assert (tmp_path / "area.png").read_bytes()[:4] == b"\x89PNG"
     assert f"| {fp16_area / 1000:.2f}x | >= 4x | {'yes' if met else 'no'} |" in md
-    assert "| 9.00x | >= 8x | yes |" in md
+    assert "| 11.00x | >= 10x | yes |" in md
+    # (100 / 1000) / (20 / 11000) = 55x against FP32; against FP16 10x or 3x.
+    assert "| throughput per area (FP8 / baseline, each at its Fmax) | 55.00x | >= 25x | yes |" in md
+    assert f"| throughput per area (FP8 / baseline, each at its Fmax) | {fp16_area / 500:.2f}x | >= 6x |" in md
     assert ("Every goal is met." in md) == met
     assert ("What would close the gap" in md) == (not met)
     assert "| 4 x 4 | 800 | 16,800 | +5.0% |" in md      # 800 um^2 of array logic over 16 PEs
