@@ -43,12 +43,13 @@ N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 
 # (id, MacConfig fields). Small arrays keep the Verilator builds short; between them the designs
 # cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, dot
-# widths 1 to 8 (both step structures), the row outer adder, several array shapes and chunk sizes.
+# widths 1 to 8 (both step structures), the row outer adder, pipeline depths 1-3, several array
+# shapes and chunk sizes.
 QUICK_DESIGNS = [
     ("2x4-dot4-chunk16-row-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16, outer_adder="row")),
-    ("3x2-two-adder-pe-outer-chunk8-inner-sr-outer-nearest",
+    ("3x2-two-adder-pe-outer-chunk8-inner-sr-outer-nearest-pipeline1",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
-          seed=7, outer_adder="pe")),
+          seed=7, outer_adder="pe", pipeline=1)),
 ]
 FULL_DESIGNS = QUICK_DESIGNS + [
     ("4x4-two-adder-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64)),
@@ -65,6 +66,9 @@ FULL_DESIGNS = QUICK_DESIGNS + [
                                                 inner_rounding="stochastic", seed=5)),
     ("2x3-shared-adder-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, pe="shared-adder")),
     ("2x2-two-adder-dot4-chunk-off-fp32", dict(rows=2, cols=2, dot=4, chunk=None, acc_format="fp32")),
+    ("2x3-pipeline2-chunk8-outer-sr", dict(rows=2, cols=3, chunk=8, pipeline=2)),
+    ("3x3-pipeline3-dot4-chunk16-shared", dict(rows=3, cols=3, dot=4, chunk=16, pipeline=3,
+                                               pe="shared-adder")),
 ]
 DESIGNS = QUICK_DESIGNS if TIER == "quick" else FULL_DESIGNS
 
