@@ -1,8 +1,9 @@
-"""The output-stationary systolic MAC array."""
+"""The output-stationary systolic MAC array: rows of processing elements, the operand skew and
+the rows' outer adders."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,10 +11,22 @@ from fp8mac.model.config import MacConfig
 from fp8mac.model.lfsr import STREAM_ROW_OUTER, stream_seed
 
 from .adder import FloatAdder
-from .lfsr import Lfsr
+from .emit import check_verilog_name
+from .lfsr import Lfsr, start_state
 from .pe import ProcessingElement
 
-__all__ = ["MacArray", "RowOuterAdder"]
+__all__ = ["MacArray", "ArrayRow", "RowOuterAdder", "pe_module_name", "row_module_name"]
+
+
+def pe_module_name(prefix: str) -> str:
+    """The Verilog name of the one processing-element module of an array whose rows and PEs are
+    Verilog instances (:class:`MacArray` ``module_prefix``, the generated top's name)."""
+    return f"{prefix}_pe"
+
+
+def row_module_name(prefix: str) -> str:
+    """The Verilog name of the one array-row module (see :func:`pe_module_name`)."""
+    return f"{prefix}_row"
 
 
 class RowOuterAdder(wiring.Component):
@@ -27,6 +40,10 @@ class RowOuterAdder(wiring.Component):
     config : MacConfig
     row : int
         The row (selects the LFSR's seed).
+    seed_port : bool
+        Take the LFSR's seed from the constant input ``lfsr_start``
+        (:func:`~fp8mac.hw.lfsr.start_state` of the row's seed, :meth:`seed_port_values`)
+        instead of building it in, so one module serves every row.
 
     Members
     -------
@@ -36,13 +53,28 @@ class RowOuterAdder(wiring.Component):
     a, b : In(acc_format width).array(cols)
         Each PE's operands, zero when it does not request.
     sum : Out(acc_format width)
+    lfsr_start : In(lfsr_width)
+        Only with ``seed_port`` and a stochastic outer rounding.
     """
 
-    def __init__(self, config: MacConfig, row: int = 0):
+    def __init__(self, config: MacConfig, row: int = 0, *, seed_port: bool = False):
         self._config, self._row = config, row
+        self._seed_port = bool(seed_port)
         w, C = config.acc_format.width, config.cols
-        super().__init__({"en": In(1), "req": In(C), "a": In(w).array(C), "b": In(w).array(C),
-                          "sum": Out(w)})
+        members = {"en": In(1), "req": In(C), "a": In(w).array(C), "b": In(w).array(C),
+                   "sum": Out(w)}
+        if self._seed_port and STREAM_ROW_OUTER in config.row_streams:
+            members["lfsr_start"] = In(config.lfsr_width)
+        super().__init__(members)
+
+    @staticmethod
+    def seed_port_values(config: MacConfig, row: int) -> dict[str, int]:
+        """The constant value of a seed-port row adder's ``lfsr_start`` in row ``row`` (empty
+        without a stochastic outer rounding)."""
+        if STREAM_ROW_OUTER not in config.row_streams:
+            return {}
+        seed = stream_seed(config.seed, row, 0, STREAM_ROW_OUTER, config.lfsr_width)
+        return {"lfsr_start": start_state(seed, config.lfsr_width, config.rbits)}
 
     def elaborate(self, platform):
         m = Module()
@@ -55,8 +87,12 @@ class RowOuterAdder(wiring.Component):
             a, b = a | self.a[c], b | self.b[c]
         m.d.comb += [add.a.eq(a), add.b.eq(b), self.sum.eq(add.result)]
         if stochastic:
-            seed = stream_seed(cfg.seed, self._row, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
-            m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+            if self._seed_port:
+                m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, None)
+                m.d.comb += lfsr.start.eq(self.lfsr_start)
+            else:
+                seed = stream_seed(cfg.seed, self._row, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
+                m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
             m.d.comb += [lfsr.en.eq(self.en & self.req.any()), add.rand.eq(lfsr.value)]
         return m
 
@@ -92,15 +128,38 @@ class MacArray(wiring.Component):
     two PEs of a row ask in one cycle, and they ask in column order, the order in which
     :func:`~fp8mac.model.gemm.mac_gemm` hands out the row's draws.
 
+    Structure: row r is the submodule ``row_r<r>``, an :class:`ArrayRow` whose PE c is its
+    submodule ``pe_c<c>`` (so PE (r, c) is ``row_r<r>.pe_c<c>``), with the row's outer adder
+    ``outer_add``. Every row computes the same function, as does every PE; they differ only in
+    their LFSR seeds. By default each row and PE has its seeds built in: Amaranth's simulator
+    runs that form, and Verilog output would write every PE out again. With ``seed_ports`` the
+    rows take their seeds' start states from constant ports (:meth:`ArrayRow.seed_port_values`),
+    so all rows are one design, as are all PEs. With ``module_prefix`` the rows are moreover
+    Verilog instances (:class:`~amaranth.hdl.Instance`) of the module :func:`row_module_name`,
+    whose PEs are instances of :func:`pe_module_name`: the caller emits each once
+    (:func:`fp8mac.hw.emit.accelerator_verilog`), and the Verilog is one PE, one row of ``cols``
+    PE instances and ``rows`` row instances. Amaranth's simulator cannot run that form. Results
+    are the same in every form.
+
     Parameters
     ----------
     config : MacConfig
+    seed_ports : bool
+        Rows (and their PEs and adders) take their seeds from constant ports.
+    module_prefix : str, optional
+        Instantiate the Verilog modules named after this prefix instead of elaborating the rows
+        here (implies ``seed_ports``); a Verilog identifier.
     """
 
-    def __init__(self, config: MacConfig):
+    def __init__(self, config: MacConfig, *, seed_ports: bool = False,
+                 module_prefix: str | None = None):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        if module_prefix is not None:
+            check_verilog_name(module_prefix, "module_prefix")
         self._config = config
+        self._module_prefix = module_prefix
+        self._seed_ports = bool(seed_ports) or module_prefix is not None
         wi, wa = config.dot * config.in_format.width, config.acc_format.width
         R, C = config.rows, config.cols
         super().__init__({
@@ -123,54 +182,218 @@ class MacArray(wiring.Component):
         wi = cfg.dot * cfg.in_format.width  # one lane: dot codes
         en = self.en
 
-        def delay_line(name, value, depth):
-            """``value`` through ``depth`` registers clocked by ``en``."""
-            prev = value
-            for i in range(depth):
-                reg = Signal.like(value, name=f"{name}_d{i}")
+        def skew(name, lanes, width):
+            """``lanes`` (a value of ``n * width`` bits) skewed: lane i through ``i + 1`` registers
+            clocked by ``en``. Stage d is one register holding lanes d, d+1, ... (those not yet
+            taken out); lane i leaves from stage i."""
+            out, prev = [], lanes
+            for d in range(len(lanes) // width):
+                reg = Signal(len(prev), name=f"{name}_d{d}")
                 with m.If(en):
                     m.d.sync += reg.eq(prev)
-                prev = reg
-            return prev
+                out.append(reg[:width])
+                prev = reg[width:]
+            return out
 
-        pes = [[ProcessingElement(cfg, r, c) for c in range(C)] for r in range(R)]
+        def chain(name, value, depth):
+            """``value`` delayed by 1, 2, ..., ``depth`` registers clocked by ``en``."""
+            out = []
+            for d in range(depth):
+                reg = Signal.like(value, name=f"{name}_d{d}")
+                with m.If(en):
+                    m.d.sync += reg.eq(out[-1] if out else value)
+                out.append(reg)
+            return out
+
+        # Row r's A lane, valid and last enter it r + 1 cycles late; column c's B lane enters
+        # row 0 c + 1 cycles late and passes down from row to row.
+        a_rows, b_cols = skew("a_skew", self.a, wi), skew("b_skew", self.b, wi)
+        valid_rows, last_rows = chain("valid_skew", self.valid, R), chain("last_skew", self.last, R)
+        b = [Cat(b_cols)] + [Signal(C * wi, name=f"b_r{r}") for r in range(1, R + 1)]
+        stall = []
+        signature = _signature(ArrayRow, cfg) if self._module_prefix is not None else None
         for r in range(R):
-            for c in range(C):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
-        stall_reqs = []
-        for r in range(R):
-            a_r = delay_line(f"a_skew{r}", self.a[r * wi:(r + 1) * wi], r + 1)
-            valid_r = delay_line(f"valid_skew{r}", self.valid, r + 1)
-            last_r = delay_line(f"last_skew{r}", self.last, r + 1)
-            for c in range(C):
-                pe = pes[r][c]
-                m.d.comb += pe.en.eq(en)
-                if c == 0:
-                    m.d.comb += [pe.a_in.eq(a_r), pe.valid_in.eq(valid_r), pe.last_in.eq(last_r)]
-                else:
-                    left = pes[r][c - 1]
-                    m.d.comb += [pe.a_in.eq(left.a_out), pe.valid_in.eq(left.valid_out),
-                                 pe.last_in.eq(left.last_out)]
-                if r == 0:
-                    m.d.comb += pe.b_in.eq(delay_line(f"b_skew{c}", self.b[c * wi:(c + 1) * wi], c + 1))
-                else:
-                    m.d.comb += pe.b_in.eq(pes[r - 1][c].b_out)
-                m.d.comb += pe.clear.eq(self.clear_row[r])
-                stall_reqs.append(pe.stall_req)
-            m.d.comb += [self.row_data[r].eq(Cat(pe.result for pe in pes[r])),
-                         self.row_full[r].eq(Cat(pe.full for pe in pes[r]).all())]
-        m.d.comb += self.stall.eq(Cat(*stall_reqs).any())
-        if cfg.outer_placement == "row":
-            for r in range(R):
-                self._row_outer_adder(m, r, pes[r])
+            ports = dict(en=en, a=a_rows[r], valid=valid_rows[r], last=last_rows[r], b_in=b[r],
+                         b_out=b[r + 1], clear=self.clear_row[r], result=self.row_data[r],
+                         full=self.row_full[r], stall=Signal(name=f"stall_r{r}"))
+            stall.append(ports["stall"])
+            if self._seed_ports:
+                ports.update(ArrayRow.seed_port_values(cfg, r))
+            name = f"row_r{r}"
+            if self._module_prefix is not None:
+                instance(m, name, row_module_name(self._module_prefix), signature, ports)
+            else:
+                submodule(m, name, ArrayRow(cfg, r, seed_ports=self._seed_ports), ports)
+        m.d.comb += self.stall.eq(Cat(stall).any())
         return m
 
-    def _row_outer_adder(self, m, r, pes):
-        """Row r's outer adder: the requesting PE's operands in, the rounded sum out to every PE
-        of the row (only the requesting one takes it)."""
-        row = RowOuterAdder(self._config, r)
-        m.submodules[f"outer_add_r{r}"] = row
-        m.d.comb += row.en.eq(self.en)
-        for c, pe in enumerate(pes):
-            m.d.comb += [row.req[c].eq(pe.outer_req), row.a[c].eq(pe.outer_a),
-                         row.b[c].eq(pe.outer_b), pe.outer_sum.eq(row.sum)]
+
+class ArrayRow(wiring.Component):
+    """One row of the :class:`MacArray`: ``cols`` processing elements, and with
+    ``outer_placement == "row"`` the row's :class:`RowOuterAdder`.
+
+    PE c (submodule ``pe_c<c>``) takes A, ``valid`` and ``last`` from PE c-1 (PE 0 from the
+    row's inputs) and B lane c from ``b_in``, and passes B on to ``b_out`` (one register, in the
+    PE): the row below's ``b_in``. The adder (submodule ``outer_add``) serves the PE that
+    requests an outer add, in the same cycle.
+
+    Parameters
+    ----------
+    config : MacConfig
+    row : int
+        The row's position (selects its PEs' and its adder's LFSR seeds).
+    seed_ports : bool
+        Take the seeds from constant ports instead (:meth:`seed_port_values`): one design for
+        every row.
+    module_prefix : str, optional
+        The PEs are Verilog instances of module :func:`pe_module_name` ``(module_prefix)``
+        (implies ``seed_ports``; Amaranth's simulator cannot run it).
+
+    Members
+    -------
+    en : In(1)
+    a : In(dot * in width)
+        The row's A lane (``dot`` codes), ``valid`` and ``last``, already skewed.
+    valid, last : In(1)
+    b_in : In(cols * dot * in width)
+        B lanes from above, lane c for PE c.
+    b_out : Out(cols * dot * in width)
+        ``b_in`` one cycle later (when ``en``), for the row below.
+    clear : In(1)
+        Empties every PE's result register.
+    result : Out(cols * acc width)
+        Lane c: PE c's result.
+    full : Out(1)
+        Every PE of the row holds an undrained result.
+    stall : Out(1)
+        Some PE must write a result into a still-full register.
+    lfsr_inner_start, lfsr_outer_start : In(cols * lfsr_width)
+        Only with ``seed_ports``, one per stochastic stream of the PEs: lane c is PE c's
+        ``lfsr_*_start``.
+    row_lfsr_start : In(lfsr_width)
+        Only with ``seed_ports`` and a stochastic row outer adder: its ``lfsr_start``.
+    """
+
+    def __init__(self, config: MacConfig, row: int = 0, *, seed_ports: bool = False,
+                 module_prefix: str | None = None):
+        if not isinstance(config, MacConfig):
+            raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        if module_prefix is not None:
+            check_verilog_name(module_prefix, "module_prefix")
+        self._config, self._row = config, row
+        self._module_prefix = module_prefix
+        self._seed_ports = bool(seed_ports) or module_prefix is not None
+        wi, wa, C = config.dot * config.in_format.width, config.acc_format.width, config.cols
+        members = {"en": In(1), "a": In(wi), "valid": In(1), "last": In(1),
+                   "b_in": In(C * wi), "b_out": Out(C * wi), "clear": In(1),
+                   "result": Out(C * wa), "full": Out(1), "stall": Out(1)}
+        if self._seed_ports:
+            members.update({port: In(C * config.lfsr_width)
+                            for port in ProcessingElement.seed_port_values(config, 0, 0)})
+            if STREAM_ROW_OUTER in config.row_streams:
+                members["row_lfsr_start"] = In(config.lfsr_width)
+        super().__init__(members)
+
+    @staticmethod
+    def seed_port_values(config: MacConfig, row: int) -> dict[str, int]:
+        """The constants of a seed-port row's ``lfsr_*_start`` ports in row ``row``: each
+        PE's :meth:`~fp8mac.hw.pe.ProcessingElement.seed_port_values` in lane c, and the row
+        adder's :meth:`RowOuterAdder.seed_port_values`."""
+        w = config.lfsr_width
+        values = {}
+        for c in range(config.cols):
+            for port, value in ProcessingElement.seed_port_values(config, row, c).items():
+                values[port] = values.get(port, 0) | (value << (c * w))
+        if STREAM_ROW_OUTER in config.row_streams:
+            values["row_lfsr_start"] = RowOuterAdder.seed_port_values(config, row)["lfsr_start"]
+        return values
+
+    @property
+    def config(self) -> MacConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        C, w = cfg.cols, cfg.lfsr_width
+        wi, wa = cfg.dot * cfg.in_format.width, cfg.acc_format.width
+        row_outer = cfg.outer_placement == "row"
+
+        def nets(name, width, n):
+            return [Signal(width, name=f"{name}_c{c}") for c in range(n)]
+
+        # a, valid and last enter PE c from the left (c = cols: they leave the row).
+        a, valid, last = nets("a", wi, C + 1), nets("valid", 1, C + 1), nets("last", 1, C + 1)
+        a[0], valid[0], last[0] = self.a, self.valid, self.last
+        full, stall = nets("full", 1, C), nets("stall", 1, C)
+        if row_outer:
+            req, outer_a, outer_b = nets("outer_req", 1, C), nets("outer_a", wa, C), nets("outer_b", wa, C)
+            outer_sum = Signal(wa, name="outer_sum")
+        signature = _signature(ProcessingElement, cfg) if self._module_prefix is not None else None
+        for c in range(C):
+            ports = dict(en=self.en, a_in=a[c], b_in=self.b_in[c * wi:(c + 1) * wi],
+                         valid_in=valid[c], last_in=last[c], a_out=a[c + 1],
+                         b_out=self.b_out[c * wi:(c + 1) * wi], valid_out=valid[c + 1],
+                         last_out=last[c + 1], result=self.result[c * wa:(c + 1) * wa],
+                         full=full[c], clear=self.clear, stall_req=stall[c])
+            if row_outer:
+                ports.update(outer_req=req[c], outer_a=outer_a[c], outer_b=outer_b[c],
+                             outer_sum=outer_sum)
+            if self._seed_ports:
+                ports.update({port: getattr(self, port)[c * w:(c + 1) * w] for port in
+                              ProcessingElement.seed_port_values(cfg, 0, 0)})
+            if self._module_prefix is not None:
+                instance(m, f"pe_c{c}", pe_module_name(self._module_prefix), signature, ports)
+            else:
+                submodule(m, f"pe_c{c}", ProcessingElement(cfg, self._row, c,
+                                                           seed_ports=self._seed_ports), ports)
+        m.d.comb += [self.full.eq(Cat(full).all()), self.stall.eq(Cat(stall).any())]
+        if row_outer:
+            adder = RowOuterAdder(cfg, self._row, seed_port=self._seed_ports)
+            ports = dict(en=self.en, req=Cat(req), a=outer_a, b=outer_b, sum=outer_sum)
+            if "row_lfsr_start" in self.signature.members:
+                ports["lfsr_start"] = self.row_lfsr_start
+            submodule(m, "outer_add", adder, ports)
+        return m
+
+
+def _connections(signature, ports):
+    """``(port name, flow, index or None, value)`` for each member of ``signature``, its value
+    from ``ports`` (an int is a constant; an array member takes a list)."""
+    for name, member in signature.members.items():
+        value = ports[name]
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                yield name, member.flow, i, v
+        else:
+            if isinstance(value, int):
+                value = Const(value, member.shape)
+            yield name, member.flow, None, value
+
+
+def submodule(m, name, component, ports):
+    """``component`` as submodule ``name`` of ``m``, its ports connected to ``ports``."""
+    m.submodules[name] = component
+    for port, flow, i, value in _connections(component.signature, ports):
+        member = getattr(component, port)
+        member = member if i is None else member[i]
+        m.d.comb += member.eq(value) if flow == In else value.eq(member)
+
+
+def instance(m, name, module, signature, ports):
+    """An instance ``name`` of Verilog module ``module`` in ``m``, with ``signature``'s members as
+    its ports (array members flattened to ``<name>__<i>``, as
+    :func:`~fp8mac.hw.emit.emit_verilog` names them) connected to ``ports``, and ``clk`` and
+    ``rst``."""
+    kwargs = dict(i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"))
+    for port, flow, i, value in _connections(signature, ports):
+        kwargs[f"{'i' if flow == In else 'o'}_{port}{'' if i is None else f'__{i}'}"] = value
+    m.submodules[name] = Instance(module, **kwargs)
+
+
+def _signature(cls, config):
+    """The signature of the seed-port form of ``cls`` (ProcessingElement or ArrayRow): the same
+    at every position."""
+    component = cls(config, seed_ports=True)
+    component._MustUse__silence = True  # only its signature is used: never elaborated
+    return component.signature

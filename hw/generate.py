@@ -263,9 +263,15 @@ class Generated:
 
 
 def generate(config: MacConfig, out_dir) -> Generated:
-    """Write ``<top>.v``, ``manifest.json`` and ``<top>.core`` for ``config`` into ``out_dir``."""
-    from .emit import emit_verilog
-    from .top import Accelerator
+    """Write ``<top>.v``, ``manifest.json`` and ``<top>.core`` for ``config`` into ``out_dir``.
+
+    ``<top>.v`` holds one processing-element module, ``<top>_pe``, and one array-row module,
+    ``<top>_row`` (``cols`` PE instances ``pe_c<c>`` and the row's outer adder), instantiated
+    once per row (``row_r<r>``, its PEs' LFSR start states as constant ports)
+    (:func:`~fp8mac.hw.emit.accelerator_verilog`): its size and the time to write it grow with
+    the rows and columns, not with one PE's logic per PE.
+    """
+    from .emit import accelerator_verilog
 
     out = Path(out_dir)
     try:
@@ -276,7 +282,7 @@ def generate(config: MacConfig, out_dir) -> Generated:
     try:
         names = {"verilog": f"{config.top}.v", "manifest": "manifest.json", "core": f"{config.top}.core",
                  "waivers": f"{config.top}.vlt"}
-        (tmp / names["verilog"]).write_text(emit_verilog(Accelerator(config), config.top))
+        (tmp / names["verilog"]).write_text(accelerator_verilog(config))
         (tmp / names["manifest"]).write_text(json.dumps(manifest(config), indent=2) + "\n")
         (tmp / names["core"]).write_text(core_file(config))
         (tmp / names["waivers"]).write_text(waiver_file(config))

@@ -16,10 +16,14 @@ from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, stream_seed
 from .adder import FloatAdder, MacUnit
 from .dot import DotMacUnit, ProductSum, use_dot_frame
 from .formats import format_unpacked_layout, unpack, unpacked_layout
-from .lfsr import Lfsr
+from .lfsr import Lfsr, start_state
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement", "step_addend_layout"]
+__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS"]
+
+LFSR_PORTS = (("lfsr_inner", STREAM_INNER), ("lfsr_outer", STREAM_OUTER))
+"""A PE's own LFSRs (submodule name, model stream); a seed-port PE has ``<name>_start`` ports
+for those whose stream is in ``MacConfig.stochastic_streams``."""
 
 
 def step_addend_layout(config: MacConfig):
@@ -85,6 +89,11 @@ class ProcessingElement(wiring.Component):
         Formats, dot width, chunk size, roundings, random bits, LFSR width, seed and PE variant.
     row, col : int
         The PE's position in the array (selects its LFSR seeds).
+    seed_ports : bool
+        Take the LFSR seeds from constant input ports instead of building them in (then ``row``
+        and ``col`` do not matter): one PE module serves every position of the array
+        (:class:`~fp8mac.hw.array.MacArray` with ``seed_ports``). Each own LFSR (``lfsr_inner``,
+        ``lfsr_outer``) is a seed-port :class:`~fp8mac.hw.lfsr.Lfsr`.
 
     Members
     -------
@@ -112,15 +121,20 @@ class ProcessingElement(wiring.Component):
     outer_sum : In(acc_format width)
         Only with ``outer_adder = "row"``: the rounded sum, from the row's adder, in the same
         cycle.
+    lfsr_inner_start, lfsr_outer_start : In(lfsr_width)
+        Only with ``seed_ports``, one per stochastic stream of the PE (:data:`LFSR_PORTS`): the
+        LFSR's :func:`~fp8mac.hw.lfsr.start_state` for the stream's seed at the PE's position
+        (:meth:`seed_port_values`), constant.
     """
 
-    def __init__(self, config: MacConfig, row: int = 0, col: int = 0):
+    def __init__(self, config: MacConfig, row: int = 0, col: int = 0, *, seed_ports: bool = False):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
         if not (0 <= row < config.rows and 0 <= col < config.cols):
             raise ValueError(f"(row, col) must lie in the {config.rows} x {config.cols} array, not ({row}, {col})")
         self._config = config
         self._row, self._col = row, col
+        self._seed_ports = bool(seed_ports)
         wi, wa = config.dot * config.in_format.width, config.acc_format.width
         members = {
             "en": In(1),
@@ -131,16 +145,31 @@ class ProcessingElement(wiring.Component):
         if config.outer_placement == "row":
             members.update({"outer_req": Out(1), "outer_a": Out(wa), "outer_b": Out(wa),
                             "outer_sum": In(wa)})
+        if self._seed_ports:
+            members.update({f"{name}_start": In(config.lfsr_width) for name, stream in LFSR_PORTS
+                            if stream in config.stochastic_streams})
         super().__init__(members)
 
     @property
     def config(self) -> MacConfig:
         return self._config
 
+    @staticmethod
+    def seed_port_values(config: MacConfig, row: int, col: int) -> dict[str, int]:
+        """The constant values of a seed-port PE's ``lfsr_*_start`` ports at ``(row, col)``."""
+        return {f"{name}_start": start_state(stream_seed(config.seed, row, col, stream,
+                                                         config.lfsr_width),
+                                             config.lfsr_width, config.rbits)
+                for name, stream in LFSR_PORTS if stream in config.stochastic_streams}
+
     def _lfsr(self, m, name, stream):
         cfg = self._config
-        seed = stream_seed(cfg.seed, self._row, self._col, stream, cfg.lfsr_width)
-        lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+        if self._seed_ports:
+            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, None)
+            m.d.comb += lfsr.start.eq(getattr(self, f"{name}_start"))
+        else:
+            seed = stream_seed(cfg.seed, self._row, self._col, stream, cfg.lfsr_width)
+            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
         m.submodules[name] = lfsr
         return lfsr
 

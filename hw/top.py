@@ -108,12 +108,18 @@ class Accelerator(wiring.Component):
 
     Reset (``rst``, synchronous) returns everything to idle and reseeds the LFSRs, whatever the
     state: the next tile is computed as by a fresh ``mac_gemm``.
+
+    ``seed_ports`` and ``module_prefix`` choose the array's structure (:class:`MacArray`; the
+    default runs in Amaranth's simulator, ``module_prefix`` is what ``fp8mac generate`` writes,
+    :func:`fp8mac.hw.emit.accelerator_verilog`); the results are the same.
     """
 
-    def __init__(self, config: MacConfig):
+    def __init__(self, config: MacConfig, *, seed_ports: bool = False,
+                 module_prefix: str | None = None):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
         self._config = config
+        self._array_options = dict(seed_ports=seed_ports, module_prefix=module_prefix)
         members = {}
         for p in port_list(config):
             if p["name"] in ("clk", "rst"):
@@ -129,7 +135,7 @@ class Accelerator(wiring.Component):
         m = Module()
         cfg = self._config
         R, C = cfg.rows, cfg.cols
-        m.submodules.array = array = MacArray(cfg)
+        m.submodules.array = array = MacArray(cfg, **self._array_options)
 
         en = Signal()
         m.d.comb += en.eq(~array.stall)

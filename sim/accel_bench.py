@@ -52,10 +52,20 @@ from fp8mac.sim.tiler import assemble, pack_lanes, tiles
 
 __all__ = ["MANIFEST_ENV", "STREAMS", "PAUSE_SETS", "STATS", "load_manifest", "expected_tiles",
            "GemmRun", "AccelBench", "GemmInFlight", "design_name", "ensure_design",
-           "run_gemm_on_simulator", "simulator_throughput"]
+           "run_gemm_on_simulator", "simulator_throughput", "build_args"]
 
 MANIFEST_ENV = "FP8MAC_MANIFEST"
 """Environment variable holding the path of the design's ``manifest.json``."""
+
+
+def build_args(sim: str) -> tuple[str, ...]:
+    """Simulator build options for a generated design: Verilator builds it hierarchically
+    (``--hierarchical``): the array-row module is a ``hier_block``
+    (:data:`fp8mac.hw.emit.VERILATOR_HIER_BLOCK`), compiled once with its PEs and called for
+    every row, where a flat build compiles every PE of the array again (a 16 x 16 array: 29 MB of
+    C++, about 20 minutes on two loaded cores, against about 2 minutes); BENCHMARKS.md
+    (``scale``) has the figures."""
+    return ("--hierarchical",) if sim == "verilator" else ()
 
 STREAMS = ("s_axis_a", "s_axis_b", "m_axis_c")
 """The accelerator's streams, in the order pause patterns are given."""
@@ -545,7 +555,7 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
                                  "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
                                  build_dir=None if out_dir is None else Path(out_dir) / sim,
                                  testcase="gemm", extra_env=env, waves=waves, seed=seed,
-                                 expect_tests=1, quiet=quiet)
+                                 expect_tests=1, quiet=quiet, build_args=build_args(sim))
         with np.load(job / "result.npz") as out:
             codes = out["codes"]
     finally:
@@ -593,7 +603,7 @@ def simulator_throughput(config: MacConfig | None = None, *, workload: str = "ml
     for sim in sims:
         results = build_and_test([folder / f"{config.top}.v"], config.top,
                                  "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
-                                 testcase="throughput",
+                                 testcase="throughput", build_args=build_args(sim),
                                  extra_env=env, seed=seed, expect_tests=1)
         row = dict(results.metrics["throughput"])
         row.update(sim=sim, seed=results.seed, build_seconds=results.build_seconds,

@@ -71,7 +71,9 @@ def test_generate_row_outer_adder(tmp_path):
     assert man["outer_placement"] == "row"
     assert man["lfsr"]["stream_seeds"]["row_outer"] == [stream_seed(9, r, 0, 2, 32) for r in range(3)]
     verilog = (out / "fp8mac_array.v").read_text()
-    assert len(re.findall(r"^module \S*\.outer_add_r\d \(", verilog, re.M)) == 3
+    # One row module (with the row's adder) instantiated per row, each with its row's seed.
+    assert len(re.findall(r"^module \\fp8mac_array_row\.outer_add \(", verilog, re.M)) == 1
+    assert len(re.findall(r"^  fp8mac_array_row row_r\d \(", verilog, re.M)) == 3
     widths = {p["name"]: p["width"] for p in man["ports"]}
     assert widths["s_axis_a_tdata"] == 3 * 2 * 8 and widths["s_axis_b_tdata"] == 4 * 2 * 8
 

@@ -29,13 +29,14 @@ def random_operands(rng, config, m, k, n, specials=False):
     return a, b
 
 
-def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_000):
+def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_000, **options):
     """Stream ``a @ b`` through the Accelerator; returns ``(result codes, cycles)``.
 
     ``p_idle`` is the probability, per stream (A, B, C), of an idle cycle before each beat (A, B:
-    tvalid low; C: tready low); bursts of idle cycles are drawn too.
+    tvalid low; C: tready low); bursts of idle cycles are drawn too. ``options`` go to the
+    Accelerator (e.g. ``seed_ports=True``).
     """
-    dut = Accelerator(config)
+    dut = Accelerator(config, **options)
     ts = tiles(a, b, config)
     n_results = len(ts) * config.rows
     rng = np.random.default_rng(seed)
@@ -96,10 +97,11 @@ def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_0
     return assemble(got, a.shape[0], b.shape[1], config), cycles[0]
 
 
-def check(config, m, k, n, seed, p_idle=(0.3, 0.3, 0.3), specials=False, max_cycles=200_000):
+def check(config, m, k, n, seed, p_idle=(0.3, 0.3, 0.3), specials=False, max_cycles=200_000,
+          **options):
     rng = np.random.default_rng(seed)
     a, b = random_operands(rng, config, m, k, n, specials)
-    got, _ = run_accelerator(config, a, b, seed, p_idle, max_cycles)
+    got, _ = run_accelerator(config, a, b, seed, p_idle, max_cycles, **options)
     want = mac_gemm(a, b, config)
     bad = np.argwhere(got != want)
     assert bad.size == 0, (

@@ -30,7 +30,7 @@ import pytest
 
 from fp8mac.model.config import MacConfig
 from fp8mac.model.gemm import mac_gemm
-from fp8mac.sim.accel_bench import (MANIFEST_ENV, design_name, ensure_design,
+from fp8mac.sim.accel_bench import (MANIFEST_ENV, build_args, design_name, ensure_design,
                                     run_gemm_on_simulator, simulator_throughput)
 from fp8mac.sim.runner import SIMULATORS, SimulationFailed, build_and_test, build_root
 from fp8mac.sim.workloads import QUICK_WORKLOADS, WORKLOADS, error_table
@@ -94,6 +94,7 @@ def run_cocotb(sim, config, testcase, seed, **env):
     design = ensure_design(config)
     return build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
                           sim=sim, name=design_name(config), testcase=testcase, seed=seed,
+                          build_args=build_args(sim),
                           extra_env={MANIFEST_ENV: str(design / "manifest.json"), **env},
                           expect_tests=len(testcase) if isinstance(testcase, list) else 1)
 
@@ -168,6 +169,7 @@ def test_manifest_mismatch_fails(tmp_path):
     with pytest.raises(SimulationFailed, match="m_axis_c_tdata is .* wide, manifest.json says"):
         build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
                        sim=SIMS[0], name=design_name(config), testcase="reset_mid_tile",
+                       build_args=build_args(SIMS[0]),
                        extra_env={MANIFEST_ENV: str(tmp_path / "manifest.json")}, seed=1)
 
 
