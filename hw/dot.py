@@ -26,10 +26,12 @@ from fp8mac.model.arith import check_format_pair
 from fp8mac.model.formats import FloatFormat, format_by_name
 
 from .adder import _check_rounding, count_leading_zeros
-from .formats import signed_width, unpack, unpacked_layout
+from .formats import (code_layout, format_unpacked_layout, signed_width, unpack,
+                      unpacked_layout)
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProductSum", "DotMacUnit", "product_frame", "dot_frame", "use_dot_frame"]
+__all__ = ["ProductSum", "DotMacUnit", "product_frame", "dot_frame", "use_dot_frame",
+           "biased_exponent", "place_signed", "normalize_top"]
 
 
 def product_frame(in_format) -> tuple[int, int]:
@@ -150,6 +152,66 @@ class ProductSum(wiring.Component):
         return m
 
 
+def biased_exponent(fmt, code) -> Value:
+    """The exponent field of a ``fmt`` code with 0 read as 1 (subnormals share the smallest normal
+    binade), unsigned: the code's ulp exponent plus ``bias + man_bits``, so
+    ``biased_exponent(a) + biased_exponent(b) - 2`` is a product's lsb above ``product_frame``'s."""
+    exponent = code_layout(fmt)(code).exponent
+    return Cat(exponent[0] | (exponent == 0), exponent[1:])
+
+
+def _node(m, name, expr) -> Signal:
+    """A named signal driven by ``expr`` (so that an expression used twice is built once)."""
+    expr = Value.cast(expr)
+    sig = Signal(expr.shape(), name=name)
+    m.d.comb += sig.eq(expr)
+    return sig
+
+
+def place_signed(m, name, sig, amount, sign, width: int) -> Signal:
+    """``(sig << amount) ^ sign`` over ``width`` bits: the value placed in its window, and its one's
+    complement if ``sign`` is set (every bit the significand does not cover is then 1).
+
+    A logarithmic shifter, smallest step first, whose vacated positions take ``sign`` instead of 0
+    (the steps are signals ``{name}_{i}`` of ``m``). Inverting while shifting is cheaper than
+    shifting in zeros and inverting ``width`` bits after: after the step of ``2**i`` the
+    significand covers at most ``len(sig) + 2**(i+1) - 1`` bits and every other position is the
+    sign bit. An ``amount`` that moves the significand out of the window leaves only what stays in
+    it (a zero significand gives ``sign`` everywhere).
+    """
+    sig, sign = Value.cast(sig), Value.cast(sign)
+    v = Cat(sig ^ sign.replicate(len(sig)), sign.replicate(width - len(sig)))
+    for i, bit in enumerate(Value.cast(amount)):
+        step = min(1 << i, width)
+        v = _node(m, f"{name}_{i}", Mux(bit, Cat(sign.replicate(step), v[:width - step]), v))
+    return v
+
+
+def normalize_top(m, name, value, shift, keep: int, max_shift: int) -> tuple[Signal, Signal]:
+    """``(top, sticky)``: the top ``keep`` bits of ``value << shift`` (zeros shifted in) and the OR
+    of every bit below them, for a ``shift`` of at most ``max_shift`` that moves no one out of the
+    top (at most the leading zeros of ``value``); signals ``{name}_{i}`` of ``m``.
+
+    A logarithmic shifter taking its largest step first and narrowing as it goes: after the step
+    of ``2**i`` the rest of the shift is below ``2**i``, so only the top ``keep + 2**i - 1`` bits
+    can still reach ``top``; the bits under them go straight into the sticky OR. (A shifter as wide
+    as ``value`` at every step, as ``value << shift`` builds, is about twice the size when the
+    sticky needs every bit.)
+    """
+    v = Value.cast(value)
+    assert len(v) >= keep
+    dropped = []
+    for i in reversed(range(len(shift))):
+        step, width = 1 << i, len(v)
+        shifted = _node(m, f"{name}_{i}",
+                        Mux(shift[i], Cat(Const(0, min(step, width)), v[:max(0, width - step)]), v))
+        drop = width - min(width, keep + min(step - 1, max_shift))
+        if drop:
+            dropped.append(shifted[:drop].any())
+        v = shifted[drop:]
+    return v, _node(m, f"{name}_sticky", Cat(*dropped).any())
+
+
 def dot_frame(acc_format, in_format, dot: int) -> tuple[int, int]:
     """``(lsb, width)`` of the two's complement frame in which :class:`DotMacUnit` adds an
     ``acc_format`` value and ``dot`` products exactly: the lsb is the smaller of the two formats'
@@ -165,8 +227,10 @@ def use_dot_frame(acc_format, in_format, dot: int) -> bool:
     """Whether a dot-width step is built as one :class:`DotMacUnit` (True) or as a
     :class:`ProductSum` feeding a :class:`~fp8mac.hw.adder.MacUnit` (False): the single frame wins
     while it is at most the accumulator's precision (plus 2) wider than the product sum. Measured
-    on osu018 (dot 8, e5m2 -> fp16_ibm, nearest): 261,320 um^2 against 317,337 (ProductSum 194,164
-    + MacUnit 123,173); with an fp32 accumulator the single frame would be about 280 bits wide."""
+    on osu018 (dot 8, e5m2, nearest): fp16_ibm (a 76-bit frame) 212,157 um^2 against 317,337
+    (ProductSum 194,164 + MacUnit 123,173); bf16 (263 bits) 330,321 against 319,217; fp32 (279
+    bits) 339,635 against 316,498. The crossover lies between 76 and 263 frame bits, where no
+    preset format falls, so this conservative rule picks the smaller one for every preset."""
     acc = format_by_name(acc_format, "acc_format")
     frame = dot_frame(acc, in_format, dot)[1]
     return frame <= ProductSum.sum_layout(in_format, dot)["sig"].width + acc.precision + 2
@@ -177,14 +241,76 @@ class DotMacUnit(wiring.Component):
     ``result = round(acc + a_0*b_0 + ... + a_(d-1)*b_(d-1))``, one rounding of the exact sum.
 
     The accumulator and the ``d`` exact products (:class:`~fp8mac.hw.multiplier.FloatMultiplier`)
-    are shifted to their places in the frame of :func:`dot_frame`, which holds every finite value
-    of both formats exactly, and added as two's complement integers (one carry-save tree). The
-    magnitude of the exact sum is then normalized (leading-zero count; the shift stops at the
-    subnormal exponent) and rounded as :class:`~fp8mac.hw.adder.MacUnit` rounds (ARCHITECTURE.md
-    §2): every bit of the exact value is in the frame, so no sticky approximation is involved.
-    Then overflow, flush-to-zero and specials as in ``MacUnit``; an exact zero sum is -0 only when
-    the accumulator and every product are -0. Bit for bit the model's
-    :func:`~fp8mac.model.arith.fp_dot`.
+    are added as two's complement integers in the frame of :func:`dot_frame`, which holds every
+    finite value of both formats and their sum exactly (one carry-save tree). The exact sum is
+    then normalized (leading-zero count; the shift stops at the subnormal exponent) and rounded as
+    :class:`~fp8mac.hw.adder.MacUnit` rounds (ARCHITECTURE.md §2): every bit of the exact value is
+    in the frame, so no sticky approximation is involved. Then overflow, flush-to-zero and
+    specials as in ``MacUnit``; an exact zero sum is -0 only when the accumulator and every product
+    are -0. Bit for bit the model's :func:`~fp8mac.model.arith.fp_dot`.
+
+    Datapath, and why each step is exact:
+
+    * **Terms in their own windows.** A product has no bit below the product frame's lsb and none
+      at or above its top (:func:`product_frame`, 64 bits for ``fp8_e5m2``), an accumulator none
+      outside ``[emin - man_bits, emax + 1)`` (71 bits for fp16_ibm); only the sum needs the whole
+      frame (76 bits). Each term is shifted within its window (:func:`place_signed`; the shift
+      amount is the sum of the operands' exponent fields, or the accumulator's field, with no
+      exponent arithmetic) and negated there as ``(x ^ s) + s``, the ``+ s`` added at the window's
+      lsb. Over the frame, a negative term's
+      two's complement is that plus ones from the window's top ``t`` up, ``s * (2**W - 2**t)``,
+      which is ``(1 - s) * 2**t - 2**t`` modulo ``2**W``: each term brings the one bit ``~s`` at
+      ``t`` and a single constant ``-sum(2**t)`` stands for every sign extension. The tree adds
+      ``d`` window-wide rows and one accumulator row instead of ``d + 1`` frame-wide ones.
+    * **No negation of the sum.** For a negative sum ``s``, ``|s| = ~s + 1``. The leading-zero
+      count is taken on the one's complement ``~s`` (it can only be one too large, when ``~s + 1``
+      is a power of two: the rounding increment then carries into the exponent, which is the
+      right result) with a stopper bit at the smallest normal exponent instead of a clamp. The
+      two's complement ``s`` itself is shifted (:func:`normalize_top`: only the kept bits, the
+      rounding bits and a sticky OR come out), and the rounding reads the magnitude's bits as
+      MacUnit reads a sticky borrow: the kept bits are ``~kept(s)``; below them ``-s`` has the
+      sticky of ``s``, its first bit is ``s``'s bit XOR that sticky (nearest), its top ``r``
+      bits are ``~q(s) + (sticky == 0)`` (stochastic, one carry-in to the ``q + rand`` adder).
+      When the whole tail of ``s`` is zero, ``-s`` has a zero tail too and the ``+ 1`` carries
+      into the kept bits; that is the one case with a carry, and it has no rounding increment, so
+      the two merge into the single ``+ inc`` on the code's ``exponent, mantissa`` bits.
+
+    Measured on osu018 (Yosys + abc, OpenSTA; ``DotMacUnit("fp16_ibm", "fp8_e5m2", 8,
+    "nearest")``), each step on top of the ones above it, area / critical path:
+
+    ======================================================  ==============  =======
+    one 76-bit frame for every term, ``Mux(neg, -s, s)``      261,320 um^2  24.1 ns
+    products and accumulator in their own windows             252,101       23.4 ns
+    ... inverted while shifting (:func:`place_signed`)        236,856       24.6 ns
+    ... stopper bit, narrowing normalizer with sticky         220,908       21.6 ns
+    ... shift amounts from the exponent fields                219,518       21.5 ns
+    ... no negation of the sum (this block)                   212,157       21.1 ns
+    ======================================================  ==============  =======
+
+    Each alone on the first row: own windows 252,101; stopper 261,003; narrowing normalizer
+    246,655.
+    Tried and dropped: ``(s ^ neg) + neg`` for the magnitude (263,157 um^2, 34.6 ns: abc builds a
+    slow adder); a two-level product shifter (by ``amount % 16``, then a one-hot choice among
+    16-bit steps: 223,805 against 220,908); an explicit Dadda tree instead of Yosys' ``$macc``
+    tree (2.6 % larger). What remains is about half carry-save tree and 76-bit adder, a fifth
+    shifters, an eighth multipliers and a seventh normalizer and rounding; the ``d`` rows of 64
+    bits are what exactness costs (any product can land anywhere in its window).
+
+    The other configurations, before (first row above) and after, fp16_ibm accumulator:
+
+    ===========================  =====================  =====================
+    fp8_e5m2, dot 8, nearest     261,320 um^2, 24.1 ns  212,157 um^2, 21.1 ns
+    fp8_e5m2, dot 8, stochastic  253,248, 24.5 ns       214,919, 21.5 ns
+    fp8_e5m2, dot 8, zero        253,303, 21.1 ns       215,209, 20.2 ns
+    fp8_e5m2, dot 4, nearest     165,853, 27.7 ns       131,338, 21.5 ns
+    fp8_e5m2, dot 4, stochastic  160,310, 24.5 ns       132,018, 22.0 ns
+    fp8_e4m3, dot 8, nearest     229,228, 29.5 ns       165,653, 17.1 ns
+    fp8_e4m3, dot 8, stochastic  215,811, 26.1 ns       168,988, 18.1 ns
+    fp8_e4m3, dot 4, nearest     145,901, 27.9 ns       102,323, 17.7 ns
+    ===========================  =====================  =====================
+
+    (stochastic is here 8 random bits, and now a little larger than nearest: its negated tail
+    needs the sticky OR too.)
 
     Against :class:`ProductSum` + ``MacUnit`` (the general structure) this saves the second
     alignment: one frame, one normalizer. It needs a frame that covers the accumulator's range too,
@@ -241,67 +367,79 @@ class DotMacUnit(wiring.Component):
         w = fin.width
         lsb, width = self.frame
         p_lsb, p_width = product_frame(fin)
+        acc_lsb = fmt.emin - man
 
         def node(name, expr):
-            expr = Value.cast(expr)
-            sig = Signal(expr.shape(), name=name)
-            m.d.comb += sig.eq(expr)
-            return sig
+            return _node(m, name, expr)
 
-        def place(name, value, lo):
-            """An unpacked value at its place in the frame, negated if negative, as the
-            (x ^ s) + s of a two's complement negation (the + s is added by the caller)."""
-            amount = (value.exp - lo).as_unsigned()[:(width - 1).bit_length()]
-            placed = node(name, (value.sig << amount)[:width - 1])
-            return Cat(placed, Const(0, 1)) ^ value.sign.replicate(width)
-
-        terms = []
-        prods = []
+        # Each term: value, shift amount, window (lsb, width) and `skip`: the amount counts from
+        # `skip` bits below the window's lsb (a product's lsb lies the sum of the exponent fields
+        # - 2 above product_frame's lsb, the accumulator's its exponent field - 1 above its
+        # smallest ulp), so the shifter is `skip` bits wider and drops them.
+        prods, terms = [], []
         for j in range(d):
+            a, b = self.a[j * w:(j + 1) * w], self.b[j * w:(j + 1) * w]
             mul = FloatMultiplier(fin)
             m.submodules[f"mul{j}"] = mul
-            m.d.comb += [mul.a.eq(self.a[j * w:(j + 1) * w]), mul.b.eq(self.b[j * w:(j + 1) * w])]
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
             prods.append(mul.product)
-            terms.append(place(f"placed{j}", mul.product, lsb))
-        acc = unpack(fmt, self.acc)
-        terms.append(place("placed_acc", acc, lsb))
-        signs = [v.sign for v in prods + [acc]]
-        s = node("s", (sum(terms) + sum(signs))[:width])
-        neg = s[-1]
-        mag = node("mag", Mux(neg, -s, s)[:width - 1])
-        mw = width - 1
+            terms.append((mul.product, biased_exponent(fin, a) + biased_exponent(fin, b),
+                          p_lsb, p_width, 2))
+        acc = Signal(format_unpacked_layout(fmt), name="acc_value")
+        m.d.comb += acc.eq(unpack(fmt, self.acc))
+        terms.append((acc, biased_exponent(fmt, self.acc), acc_lsb, fmt.emax + 1 - acc_lsb, 1))
 
-        # Normalize: leading one to bit mw-1, but no further than the subnormal exponent. A
-        # leading one at bit i has biased exponent lsb + i + bias.
+        addends, correction = [], 0
+        for j, (value, amount, lo, size, skip) in enumerate(terms):
+            placed = place_signed(m, f"placed{j}", value.sig, amount, value.sign,
+                                  size + skip)[skip:]
+            off = lo - lsb
+            end = off + size
+            assert off >= 0 and end < width
+            # (x ^ s) in the window, + s at its lsb, ~s just above it: the sign extension is in
+            # `correction` (class docstring).
+            addends += [Cat(Const(0, off), placed, ~value.sign), value.sign << off]
+            correction -= 1 << end
+        addends.append(Const(correction % (1 << width), width))
+        s = node("s", sum(addends)[:width])
+        neg = s[-1]
+        mw = width - 1
+        ones = node("ones", (s ^ neg.replicate(width))[:mw])  # |s| - neg
+
+        # Normalize: leading one to the top, but no further than the subnormal exponent. A leading
+        # one at bit i has biased exponent lsb + i + bias; bit `stop` has exponent field 1.
         top_field = lsb + mw - 1 + fmt.bias
-        assert top_field >= 1
-        lz = count_leading_zeros(mag)
-        shift = node("shift", Mux(lz >= top_field, top_field - 1, lz)[:len(lz)])
-        pad = (self._rbits or 1) + 1  # zero bits below the frame: the exact value has none there
-        norm = node("norm", Cat(Const(0, pad), (mag << shift)[:mw]))
-        nw = mw + pad
-        below = nw - p  # bits of norm below the result's ulp
-        kept = norm[below:]
+        stop = mw - top_field
+        assert 0 <= stop < mw
+        shift = node("shift", count_leading_zeros(Cat(Const(1, 1), ones[stop + 1:])))
+        keep = p + {"nearest": 1, "stochastic": self._rbits, "zero": 0}[self._rounding]
+        top, sticky = normalize_top(m, "norm", s[:mw], shift, keep, top_field - 1)
+        # The magnitude's bits (class docstring): kept bits inverted when negative; below them
+        # -s has s's sticky; a zero tail carries the + 1 into the kept bits.
+        kept = node("kept", top[keep - p:] ^ neg.replicate(p))
+        tail = top[:keep - p]
         if self._rounding == "nearest":
-            inc = norm[below - 1] & (norm[:below - 1].any() | kept[0])
+            guard = tail[-1] ^ (neg & sticky)
+            carry = neg & ~tail[-1] & ~sticky
+            inc = carry | (guard & (sticky | kept[0]))
         elif self._rounding == "stochastic":
             r = self._rbits
-            inc = (norm[below - r:below] + self.rand)[r]
+            inc = ((tail ^ neg.replicate(r)) + self.rand + (neg & ~sticky))[r]
         else:
-            inc = Const(0, 1)
+            inc = neg & ~sticky
         e_field = Mux(kept[man], top_field - shift, 0)[:top_field.bit_length()]
         magnitude = node("magnitude", Cat(kept[:man], e_field) + inc)
         overflow = magnitude > fmt.max_code
         if not fmt.subnormals:
             magnitude = Mux(magnitude[man:].any(), magnitude, 0)
-        all_neg_zero = Cat(v.sign & ~v.sig.any() & ~v.nan & ~v.inf for v in prods + [acc]).all()
+        values = prods + [acc]
+        all_neg_zero = Cat(v.sign & ~v.sig.any() & ~v.nan & ~v.inf for v in values).all()
         sign = Mux(s.any(), neg, all_neg_zero)
 
         rw = fmt.width
         big = fmt.inf_code if fmt.overflow == "inf" and self._rounding != "zero" else fmt.max_code
         result = Mux(overflow, Cat(Const(big, rw - 1), sign), Cat(magnitude[:rw - 1], sign))
 
-        values = prods + [acc]
         pos_inf = Cat(v.inf & ~v.sign for v in values).any()
         neg_inf = Cat(v.inf & v.sign for v in values).any()
         nan = Cat(v.nan for v in values).any() | (pos_inf & neg_inf)
