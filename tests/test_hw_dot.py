@@ -12,12 +12,13 @@ a run; FP8MAC_TIER=full runs more formats and an exhaustive sweep.
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.hw.adder import MacUnit
-from fp8mac.hw.dot import DotMacUnit, ProductSum, dot_frame, product_frame, use_dot_frame
+from fp8mac.hw.dot import (DotMacUnit, ProductSum, dot_frame, normalize_top, place_signed,
+                           product_frame, use_dot_frame)
 from fp8mac.model.arith import fp_dot
 from fp8mac.model.formats import FORMATS
 
@@ -99,6 +100,15 @@ def dot_cases(acc_fmt, in_fmt, d, rng):
     b = rng.choice(small, (n, d))
     acc = rng.integers(0, 1 << acc_fmt.man_bits, n) | (rng.integers(0, 2, n) << (acc_fmt.width - 1))
     add(acc, a, b)
+    # Negative sums that are powers of two (DotMacUnit's ~s + 1 carries through every bit of ~s,
+    # so ~s has one leading zero more than the magnitude) and their neighbours: acc -2**e, the
+    # products +-0 or, in half the cases, one of them tiny.
+    am = acc_fmt.man_bits
+    acc = (rng.integers(1, acc_fmt.max_code >> am, n // 4) << am) | (1 << (acc_fmt.width - 1))
+    a = np.zeros((n // 4, d), dtype=np.int64)
+    a[:, 0] = np.where(rng.integers(0, 2, n // 4) == 1, 0, rng.integers(0, 1 << w, n // 4))
+    a[:, 0] &= (1 << (in_fmt.man_bits + 2)) - 1 | (1 << (w - 1))  # tiny, either sign
+    add(acc, a, np.stack([finite_codes(in_fmt, rng, n // 4) for _ in range(d)], axis=1))
     # Specials and signed zeros: corner codes everywhere, and every term -0.
     ci, ca = corner_codes(in_fmt), corner_codes(acc_fmt)
     add(rng.choice(ca, n), rng.choice(ci, (n, d)), rng.choice(ci, (n, d)))
@@ -205,3 +215,53 @@ def test_bad_dot(dot):
         ProductSum("fp8_e5m2", dot)
     with pytest.raises(ValueError, match="dot must be a power of two in 2..64"):
         DotMacUnit("fp16_ibm", "fp8_e5m2", dot)
+
+
+class Helper(wiring.Component):
+    """One of DotMacUnit's datapath helpers on ports: ``place`` (place_signed) or ``normalize``
+    (normalize_top, ``out`` = sticky above the top bits)."""
+
+    def __init__(self, kind, width, amount_width, keep=None, max_shift=None):
+        self._args = (kind, width, keep, max_shift)
+        if kind == "place":
+            members = {"sig": In(3), "amount": In(amount_width), "sign": In(1), "out": Out(width)}
+        else:
+            members = {"value": In(width), "shift": In(amount_width), "out": Out(keep + 1)}
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        kind, width, keep, max_shift = self._args
+        m = Module()
+        if kind == "place":
+            m.d.comb += self.out.eq(place_signed(m, "p", self.sig, self.amount, self.sign, width))
+        else:
+            top, sticky = normalize_top(m, "n", self.value, self.shift, keep, max_shift)
+            m.d.comb += self.out.eq(Cat(top, sticky))
+        return m
+
+
+def test_place_signed():
+    """(sig << amount) ^ sign over the window, every input; amounts past the window included."""
+    width = 9
+    sig, amount, sign = (g.ravel() for g in np.meshgrid(np.arange(8), np.arange(16), np.arange(2)))
+    mask = (1 << width) - 1
+    want = np.array([((int(x) << int(k)) & mask) ^ (mask if s else 0)
+                     for x, k, s in zip(sig, amount, sign)])
+    got = simulate(Helper("place", width, 4), {"sig": sig, "amount": amount, "sign": sign}, "out")
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("keep, max_shift", [(4, 9), (3, 5), (5, 12)])
+def test_normalize_top(keep, max_shift):
+    """The top bits of value << shift and the OR of the rest, every 12-bit value with every shift
+    up to min(its leading zeros, max_shift)."""
+    width = 12
+    cases = [(v, k) for v in range(1 << width)
+             for k in range(min(width - v.bit_length(), max_shift) + 1)]
+    value, shift = np.array(cases).T
+    full = [int(v) << int(k) for v, k in cases]
+    low = width - keep
+    want = np.array([(f >> low) | (int(f & ((1 << low) - 1) != 0) << keep) for f in full])
+    got = simulate(Helper("normalize", width, max_shift.bit_length(), keep, max_shift),
+                   {"value": value, "shift": shift}, "out")
+    np.testing.assert_array_equal(got, want)
