@@ -154,8 +154,9 @@ class ProductSum(wiring.Component):
 
 def biased_exponent(fmt, code) -> Value:
     """The exponent field of a ``fmt`` code with 0 read as 1 (subnormals share the smallest normal
-    binade), unsigned: the code's ulp exponent plus ``bias + man_bits``, so
-    ``biased_exponent(a) + biased_exponent(b) - 2`` is a product's lsb above ``product_frame``'s."""
+    binade), unsigned: the code's ulp exponent plus ``bias + man_bits``. So the lsb of the product
+    of ``a`` and ``b`` lies ``biased_exponent(a) + biased_exponent(b) - 2`` bits above
+    :func:`product_frame`'s lsb."""
     exponent = code_layout(fmt)(code).exponent
     return Cat(exponent[0] | (exponent == 0), exponent[1:])
 
@@ -196,7 +197,7 @@ def normalize_top(m, name, value, shift, keep: int, max_shift: int) -> tuple[Sig
     of ``2**i`` the rest of the shift is below ``2**i``, so only the top ``keep + 2**i - 1`` bits
     can still reach ``top``; the bits under them go straight into the sticky OR. (A shifter as wide
     as ``value`` at every step, as ``value << shift`` builds, is about twice the size when the
-    sticky needs every bit.)
+    sticky needs every bit: 7 x 75 multiplexers against 261 for DotMacUnit's fp16_ibm frame.)
     """
     v = Value.cast(value)
     assert len(v) >= keep
