@@ -17,10 +17,11 @@ fresh draws, stochastic random bits at each case's rounding boundary for half of
 (``test_hw_adder.boundary_rand``). Quick tier: dot 2 (both structures), 4 and 8 (``frame``),
 nearest and stochastic (8 bits), about 3,000 cases per mode on Verilator and 500 on Icarus.
 ``FP8MAC_TIER=full`` (``make regress``): both structures at dot 2, 4 and 8, rounding to zero
-too, >= 10**5 cases per mode on Verilator and on Icarus (measured times in DOT_CASES), and the
-exhaustive dot-2 sweep: every (a0, a1) pair of e5m2 codes against fixed (b0, b1) pairs and
-accumulators, on Verilator. Three mutations must fail: one wrong expected code (the last case),
-the model told to round to zero, and hardware whose random bits are off by one.
+too, >= 10**5 cases per mode on Verilator and on Icarus, except ``sum+mac`` on Icarus: 20,000
+(measured times in DOT_CASES); and the exhaustive dot-2 sweep, every (a0, a1) pair of e5m2
+codes against 8 fixed (b0, b1, accumulator) sets, on Verilator. Three mutations must fail: one
+wrong expected code (the last case), the model told to round to zero, and hardware whose
+random bits are off by one.
 ``FP8MAC_SEED`` (printed) replays a run.
 """
 
@@ -95,12 +96,14 @@ DOT_CASES = ({("verilator", "frame"): 100_000, ("verilator", "sum+mac"): 100_000
               ("icarus", "frame"): 100_000, ("icarus", "sum+mac"): 20_000} if FULL else
              {("verilator", "frame"): 3_000, ("verilator", "sum+mac"): 3_000,
               ("icarus", "frame"): 500, ("icarus", "sum+mac"): 500})
-"""Cases per mode (at least: whole rounds of ``dot_cases``). Icarus is the slow one, and slower on
-``sum+mac`` (ProductSum's frame, then MacUnit's alignment): measured here (2 cores, load ~6) at
-541 / 336 / 214 cases per CPU second for dot 2 / 4 / 8 ``frame`` harnesses (three rounding lanes)
-and 151 / 115 / 100 for ``sum+mac``, so 10**5 cases take 3 to 8 minutes for the three modes of a
-``frame`` harness but 11 to 17 minutes for ``sum+mac``: 20,000 there (10**5 on Verilator, which
-runs ~80,000 cases per second)."""
+"""Cases per mode (at least: whole rounds of ``dot_cases``; every mode of a harness sees every
+case). Icarus is the slow one, and slower on ``sum+mac`` (ProductSum's frame, then MacUnit's
+alignment). Measured in the full tier on this 2-core machine under a load of ~6: Icarus ``frame``
+harnesses (three rounding lanes) at 563 / 407 / 221 cases per CPU second for dot 2 / 4 / 8, 10**5
+cases in 372 / 447 / 900 s of wall time (at most 5 minutes per mode); ``sum+mac`` at 178 / 119 /
+92, which would take 10 to 18 minutes per mode for 10**5, so 20,000 there (24,016 / 28,816 /
+28,816: 260 / 428 / 449 s). Verilator runs 68,000 to 92,000 cases per CPU second: 10**5 cases
+in 4 to 6 s, the exhaustive sweep (524,288 cases) in 10 to 13 s, plus 10 to 15 s of C++ build."""
 
 
 def dot_config(d, structures):
