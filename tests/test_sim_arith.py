@@ -239,3 +239,21 @@ def test_dot_random_bits_off_by_one_fails(seed):
     claim = {**cfg, "lanes": [("frame", "stochastic")]}
     message = failing_run(mutant, claim, stimulus, name="dot-mutant-rand-plus-one")
     assert "[frame stochastic]" in message and "case " in message, message
+
+
+def test_verilog_is_reused_only_for_the_same_harness(tmp_path):
+    # A harness from arith_harness reuses its Verilog when described alike (here a file written
+    # over stays), another description or a harness of the test's own is converted again.
+    from fp8mac.sim.arith_harness import LfsrStream, _verilog
+
+    path = tmp_path / "arith_lfsr.v"
+    _verilog(arith_harness("lfsr", seed=5)[0], "arith_lfsr", path)
+    assert "module arith_lfsr" in path.read_text()
+    path.write_text("// kept\n")
+    _verilog(arith_harness("lfsr", seed=5)[0], "arith_lfsr", path)
+    assert path.read_text() == "// kept\n"
+    _verilog(arith_harness("lfsr", seed=6)[0], "arith_lfsr", path)
+    assert "module arith_lfsr" in path.read_text()
+    path.write_text("// kept\n")
+    _verilog(LfsrStream(32, 8, 6), "arith_lfsr", path)
+    assert "module arith_lfsr" in path.read_text()
