@@ -52,20 +52,28 @@ from fp8mac.sim.tiler import assemble, pack_lanes, tiles
 
 __all__ = ["MANIFEST_ENV", "STREAMS", "PAUSE_SETS", "STATS", "load_manifest", "expected_tiles",
            "GemmRun", "AccelBench", "GemmInFlight", "design_name", "ensure_design",
-           "run_gemm_on_simulator", "simulator_throughput", "build_args"]
+           "run_gemm_on_simulator", "simulator_throughput", "build_args", "HIERARCHICAL_PES"]
 
 MANIFEST_ENV = "FP8MAC_MANIFEST"
 """Environment variable holding the path of the design's ``manifest.json``."""
 
 
-def build_args(sim: str) -> tuple[str, ...]:
-    """Simulator build options for a generated design: Verilator builds it hierarchically
-    (``--hierarchical``): the array-row module is a ``hier_block``
-    (:data:`fp8mac.hw.emit.VERILATOR_HIER_BLOCK`), compiled once with its PEs and called for
-    every row, where a flat build compiles every PE of the array again (a 16 x 16 array: 29 MB of
-    C++, about 20 minutes on two loaded cores, against about 2 minutes); BENCHMARKS.md
-    (``scale``) has the figures."""
-    return ("--hierarchical",) if sim == "verilator" else ()
+HIERARCHICAL_PES = 64
+"""Arrays with more PEs than this are built hierarchically by Verilator (:func:`build_args`)."""
+
+
+def build_args(sim: str, config: MacConfig) -> tuple[str, ...]:
+    """Simulator build options for ``config``'s generated design. Verilator builds an array of
+    more than :data:`HIERARCHICAL_PES` PEs hierarchically (``--hierarchical``): its row module is
+    a ``hier_block`` (:data:`fp8mac.hw.emit.VERILATOR_HIER_BLOCK`), compiled once with its PEs
+    and called for every row, where a flat build compiles every PE again. Measured
+    (BENCHMARKS.md, ``scale``): an 8 x 8 array builds in 70 s flat and 24 s hierarchically but
+    simulates 2.6 times faster flat, so up to 8 x 8 the build is flat; from 16 x 16 on the flat
+    C++ grows with rows x cols (a 16 x 16: tens of MB, minutes to compile) while a hierarchical
+    build takes 30 s (16 x 16) to 50 s (32 x 32)."""
+    if sim != "verilator" or config.rows * config.cols <= HIERARCHICAL_PES:
+        return ()
+    return ("--hierarchical",)
 
 STREAMS = ("s_axis_a", "s_axis_b", "m_axis_c")
 """The accelerator's streams, in the order pause patterns are given."""
@@ -555,7 +563,7 @@ def run_gemm_on_simulator(config: MacConfig, a_codes, b_codes, sim: str = "veril
                                  "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
                                  build_dir=None if out_dir is None else Path(out_dir) / sim,
                                  testcase="gemm", extra_env=env, waves=waves, seed=seed,
-                                 expect_tests=1, quiet=quiet, build_args=build_args(sim))
+                                 expect_tests=1, quiet=quiet, build_args=build_args(sim, config))
         with np.load(job / "result.npz") as out:
             codes = out["codes"]
     finally:
@@ -603,7 +611,7 @@ def simulator_throughput(config: MacConfig | None = None, *, workload: str = "ml
     for sim in sims:
         results = build_and_test([folder / f"{config.top}.v"], config.top,
                                  "fp8mac.sim.tb_accelerator", sim=sim, name=folder.name,
-                                 testcase="throughput", build_args=build_args(sim),
+                                 testcase="throughput", build_args=build_args(sim, config),
                                  extra_env=env, seed=seed, expect_tests=1)
         row = dict(results.metrics["throughput"])
         row.update(sim=sim, seed=results.seed, build_seconds=results.build_seconds,

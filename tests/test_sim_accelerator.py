@@ -94,7 +94,7 @@ def run_cocotb(sim, config, testcase, seed, **env):
     design = ensure_design(config)
     return build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
                           sim=sim, name=design_name(config), testcase=testcase, seed=seed,
-                          build_args=build_args(sim),
+                          build_args=build_args(sim, config),
                           extra_env={MANIFEST_ENV: str(design / "manifest.json"), **env},
                           expect_tests=len(testcase) if isinstance(testcase, list) else 1)
 
@@ -169,7 +169,7 @@ def test_manifest_mismatch_fails(tmp_path):
     with pytest.raises(SimulationFailed, match="m_axis_c_tdata is .* wide, manifest.json says"):
         build_and_test([design / f"{config.top}.v"], config.top, "fp8mac.sim.tb_accelerator",
                        sim=SIMS[0], name=design_name(config), testcase="reset_mid_tile",
-                       build_args=build_args(SIMS[0]),
+                       build_args=build_args(SIMS[0], config),
                        extra_env={MANIFEST_ENV: str(tmp_path / "manifest.json")}, seed=1)
 
 
