@@ -16,12 +16,14 @@ simulate (issue 14); writes the ``scale`` section of BENCHMARKS.md (scripts/benc
   builds flat up to ``HIERARCHICAL_PES`` PEs (:func:`fp8mac.sim.accel_bench.build_args`).
 
 The machine's load average is recorded with the figures: other jobs share the two cores, so wall
-times are upper bounds and CPU seconds the steadier figure.
+times are upper bounds and CPU seconds the steadier figure. The measurements are kept in
+``build/bench_scale.json``; ``--render`` rewrites the section from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -37,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import ROOT, machine, update_section  # noqa: E402
 
+RESULTS = ROOT / "build" / "bench_scale.json"
 GEN_SIZES = (4, 8, 16, 32, 64)
 OLD_SIZES = (4, 8)
 SIM_SIZES = (8, 16, 32)
@@ -152,6 +155,12 @@ def write_section(gen, old, sims, load):
     for g in gen:
         body.append(f"| {g['n']} x {g['n']} | {g['wall']:.1f} s | {g['cpu']:.1f} s | {g['runs']} | "
                     f"{g['lines']:,} | {_mb(g['bytes'])} |")
+    by_n = {g["n"]: g for g in gen}
+    if 32 in by_n and 64 in by_n:
+        met = (by_n[32]["wall"] < 30 and by_n[32]["bytes"] < 2e6 and by_n[64]["wall"] < 60)
+        body += ["", f"Goals (issue 14): 32 x 32 in under 30 s with under 2 MB of Verilog, 64 x 64 "
+                 f"in under 60 s: {'met' if met else 'not met'} ({by_n[32]['wall']:.1f} s and "
+                 f"{_mb(by_n[32]['bytes'])}, {by_n[64]['wall']:.1f} s)."]
     if old:
         body += ["", "The form written before (every PE elaborated and written out again; one run "
                  "each, same machine and session):", "",
@@ -190,7 +199,12 @@ def main(argv=None):
     p.add_argument("--no-old", action="store_true", help="skip the previous form's generation")
     p.add_argument("--flat", action="store_true",
                    help="also one flat Verilator build of 8 x 8 and 16 x 16")
+    p.add_argument("--render", action="store_true",
+                   help=f"only rewrite the section from the last measurements ({RESULTS.name})")
     args = p.parse_args(argv)
+    if args.render:
+        write_section(**json.loads(RESULTS.read_text()))
+        return
     load0 = os.getloadavg()[0]
     gen = []
     for n in args.sizes:
@@ -206,7 +220,10 @@ def main(argv=None):
     for n in (8, 16) if args.flat else ():
         sims.append(bench_verilator(n, 1, args.repeat, flat=True))
         print(sims[-1], flush=True)
-    write_section(gen, old, sims, (load0, os.getloadavg()[0]))
+    results = dict(gen=gen, old=old, sims=sims, load=(load0, os.getloadavg()[0]))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    write_section(**results)
 
 
 if __name__ == "__main__":

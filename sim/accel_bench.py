@@ -66,11 +66,10 @@ def build_args(sim: str, config: MacConfig) -> tuple[str, ...]:
     """Simulator build options for ``config``'s generated design. Verilator builds an array of
     more than :data:`HIERARCHICAL_PES` PEs hierarchically (``--hierarchical``): its row module is
     a ``hier_block`` (:data:`fp8mac.hw.emit.VERILATOR_HIER_BLOCK`), compiled once with its PEs
-    and called for every row, where a flat build compiles every PE again. Measured
-    (BENCHMARKS.md, ``scale``): an 8 x 8 array builds in 70 s flat and 24 s hierarchically but
-    simulates 2.6 times faster flat, so up to 8 x 8 the build is flat; from 16 x 16 on the flat
-    C++ grows with rows x cols (a 16 x 16: tens of MB, minutes to compile) while a hierarchical
-    build takes 30 s (16 x 16) to 50 s (32 x 32)."""
+    and called for every row, where a flat build compiles every PE again. Measured on two
+    shared cores (BENCHMARKS.md, ``scale``): an 8 x 8 array builds in about 2 minutes flat and 25
+    s hierarchically but simulates about twice as fast flat, so up to 8 x 8 the build is flat;
+    a flat 16 x 16 takes 15 minutes to build, a hierarchical one 44 s (32 x 32: 72 s)."""
     if sim != "verilator" or config.rows * config.cols <= HIERARCHICAL_PES:
         return ()
     return ("--hierarchical",)
