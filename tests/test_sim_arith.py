@@ -98,12 +98,13 @@ DOT_CASES = ({("verilator", "frame"): 100_000, ("verilator", "sum+mac"): 100_000
               ("icarus", "frame"): 500, ("icarus", "sum+mac"): 500})
 """Cases per mode (at least: whole rounds of ``dot_cases``; every mode of a harness sees every
 case). Icarus is the slow one, and slower on ``sum+mac`` (ProductSum's frame, then MacUnit's
-alignment). Measured in the full tier on this 2-core machine under a load of ~6: Icarus ``frame``
-harnesses (three rounding lanes) at 563 / 407 / 221 cases per CPU second for dot 2 / 4 / 8, 10**5
-cases in 372 / 447 / 900 s of wall time (at most 5 minutes per mode); ``sum+mac`` at 178 / 119 /
-92, which would take 10 to 18 minutes per mode for 10**5, so 20,000 there (24,016 / 28,816 /
-28,816: 260 / 428 / 449 s). Verilator runs 68,000 to 92,000 cases per CPU second: 10**5 cases
-in 4 to 6 s, the exhaustive sweep (524,288 cases) in 10 to 13 s, plus 10 to 15 s of C++ build."""
+alignment). Measured in the full tier on this 2-core machine (shared, load 1 to 5), DotMacUnit
+of hw/dot.py fb36fa6: Icarus ``frame`` harnesses (three rounding lanes) at 503 / 254 / 147 cases
+per CPU second for dot 2 / 4 / 8, 10**5 cases in 302 / 616 / 753 s of wall time (at most 4.2
+minutes per mode); ``sum+mac`` at 186 / 130 / 108, which would take 6 to 9 minutes per mode for
+10**5, so 20,000 there (25,216 / 30,016 / 30,016 cases: 201 / 349 / 280 s). Verilator runs
+73,000 to 89,000 cases per CPU second: 10**5 cases in 4 to 5 s, the exhaustive sweep (524,288
+cases) in 9 s, plus 6 to 13 s of C++ build."""
 
 
 def dot_config(d, structures):
