@@ -43,6 +43,20 @@ def product_frame(in_format) -> tuple[int, int]:
     return lsb, 2 * (fmt.emax + 1) - lsb
 
 
+def multipliers(m, in_format, dot, a, b) -> list:
+    """``dot`` :class:`~fp8mac.hw.multiplier.FloatMultiplier` submodules ``mul0`` ..
+    ``mul<dot-1>`` of ``m`` on the terms of ``a`` and ``b`` (term ``j`` in bits ``[j*W,
+    (j+1)*W)``); returns their exact products."""
+    w = in_format.width
+    prods = []
+    for j in range(dot):
+        mul = FloatMultiplier(in_format)
+        m.submodules[f"mul{j}"] = mul
+        m.d.comb += [mul.a.eq(a[j * w:(j + 1) * w]), mul.b.eq(b[j * w:(j + 1) * w])]
+        prods.append(mul.product)
+    return prods
+
+
 class ProductSum(wiring.Component):
     """Exact ``S = a_0*b_0 + ... + a_(d-1)*b_(d-1)`` of ``d`` pairs of ``in_format`` codes.
 
@@ -114,16 +128,10 @@ class ProductSum(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt, d = self._in_format, self._dot
-        w = fmt.width
         lsb, frame = product_frame(fmt)
         total = frame + (d - 1).bit_length() + 1  # two's complement width of the sum
 
-        prods = []
-        for j in range(d):
-            mul = FloatMultiplier(fmt)
-            m.submodules[f"mul{j}"] = mul
-            m.d.comb += [mul.a.eq(self.a[j * w:(j + 1) * w]), mul.b.eq(self.b[j * w:(j + 1) * w])]
-            prods.append(mul.product)
+        prods = multipliers(m, fmt, d, self.a, self.b)
 
         # Place each product: its lsb weight exp sits (exp - lsb) bits above the frame's lsb. The
         # shift is taken modulo the amount's width, which only specials (sig = 0) can exceed.
@@ -377,15 +385,10 @@ class DotMacUnit(wiring.Component):
         # `skip` bits below the window's lsb (a product's lsb lies the sum of the exponent fields
         # - 2 above product_frame's lsb, the accumulator's its exponent field - 1 above its
         # smallest ulp), so the shifter is `skip` bits wider and drops them.
-        prods, terms = [], []
-        for j in range(d):
-            a, b = self.a[j * w:(j + 1) * w], self.b[j * w:(j + 1) * w]
-            mul = FloatMultiplier(fin)
-            m.submodules[f"mul{j}"] = mul
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
-            prods.append(mul.product)
-            terms.append((mul.product, biased_exponent(fin, a) + biased_exponent(fin, b),
-                          p_lsb, p_width, 2))
+        prods = multipliers(m, fin, d, self.a, self.b)
+        terms = [(prod, biased_exponent(fin, self.a[j * w:(j + 1) * w])
+                  + biased_exponent(fin, self.b[j * w:(j + 1) * w]), p_lsb, p_width, 2)
+                 for j, prod in enumerate(prods)]
         acc = Signal(format_unpacked_layout(fmt), name="acc_value")
         m.d.comb += acc.eq(unpack(fmt, self.acc))
         terms.append((acc, biased_exponent(fmt, self.acc), acc_lsb, fmt.emax + 1 - acc_lsb, 1))

@@ -62,17 +62,21 @@ def fp_mul_exact(in_fmt, a, b):
     return mul_exact(in_fmt.unpack(a), in_fmt.unpack(b))
 
 
+def _mac_operands(acc_fmt, in_fmt, acc, a, b):
+    """The formats (by name or value) and the checked code arrays of a MAC step's operands."""
+    acc_fmt = format_by_name(acc_fmt, "acc_fmt")
+    in_fmt = format_by_name(in_fmt, "in_fmt")
+    check_format_pair(acc_fmt, in_fmt)
+    return (acc_fmt, in_fmt, check_codes(acc_fmt, acc, "acc"), check_codes(in_fmt, a, "a"),
+            check_codes(in_fmt, b, "b"))
+
+
 def fp_fma(acc_fmt, in_fmt, acc, a, b, rounding="nearest", rand=None, rbits=None) -> np.ndarray:
     """The fused MAC step ``round(acc + a * b)``: ``acc`` in ``acc_fmt``, ``a, b`` in ``in_fmt``.
 
     The product is exact and the sum is rounded once to ``acc_fmt``; returns ``acc_fmt`` codes.
     """
-    acc_fmt = format_by_name(acc_fmt, "acc_fmt")
-    in_fmt = format_by_name(in_fmt, "in_fmt")
-    check_format_pair(acc_fmt, in_fmt)
-    acc = check_codes(acc_fmt, acc, "acc")
-    a = check_codes(in_fmt, a, "a")
-    b = check_codes(in_fmt, b, "b")
+    acc_fmt, in_fmt, acc, a, b = _mac_operands(acc_fmt, in_fmt, acc, a, b)
     shape = broadcast_operands(acc=acc, a=a, b=b)
     rounding, rand, rbits = check_rounding(rounding, rand, rbits, shape)
     if rand is not None:
@@ -107,12 +111,7 @@ def fp_dot(acc_fmt, in_fmt, acc, a, b, rounding="nearest", rand=None, rbits=None
         For an unknown format, codes out of range, shapes that do not broadcast, ``a`` or ``b``
         without a terms axis (0-d) or with no terms, or a bad rounding request.
     """
-    acc_fmt = format_by_name(acc_fmt, "acc_fmt")
-    in_fmt = format_by_name(in_fmt, "in_fmt")
-    check_format_pair(acc_fmt, in_fmt)
-    acc = check_codes(acc_fmt, acc, "acc")
-    a = check_codes(in_fmt, a, "a")
-    b = check_codes(in_fmt, b, "b")
+    acc_fmt, in_fmt, acc, a, b = _mac_operands(acc_fmt, in_fmt, acc, a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"a and b must have a last axis of d terms, got shapes {a.shape} and {b.shape}")
     terms = broadcast_operands(a=a, b=b)

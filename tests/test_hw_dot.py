@@ -16,37 +16,14 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fp8mac.hw.adder import MacUnit
 from fp8mac.hw.dot import (DotMacUnit, ProductSum, dot_frame, normalize_top, place_signed,
                            product_frame, use_dot_frame)
 from fp8mac.model.arith import fp_dot
 from fp8mac.model.formats import FORMATS
+from fp8mac.sim.arith_harness import DotStep  # ProductSum + MacUnit, as a PE wires them
 
 from test_hw_adder import (FULL, SCALE, SEED, boundary_rand, corner_codes, finite_codes, fmt_of,
                            rand_bits, report, simulate)
-
-
-class DotStep(wiring.Component):
-    """ProductSum + MacUnit, wired as a processing element with ``dot > 1`` wires them."""
-
-    def __init__(self, acc_fmt, in_fmt, dot, rounding, rbits):
-        self._args = (acc_fmt, in_fmt, dot, rounding, rbits)
-        members = {"acc": In(acc_fmt.width), "a": In(dot * in_fmt.width), "b": In(dot * in_fmt.width)}
-        if rounding == "stochastic":
-            members["rand"] = In(rbits)
-        members["result"] = Out(acc_fmt.width)
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        acc_fmt, in_fmt, dot, rounding, rbits = self._args
-        m = Module()
-        m.submodules.sum = ps = ProductSum(in_fmt, dot)
-        m.submodules.mac = mac = MacUnit(acc_fmt, ProductSum.sum_layout(in_fmt, dot), rounding, rbits)
-        m.d.comb += [ps.a.eq(self.a), ps.b.eq(self.b), mac.acc.eq(self.acc),
-                     mac.addend.eq(ps.sum), self.result.eq(mac.result)]
-        if rounding == "stochastic":
-            m.d.comb += mac.rand.eq(self.rand)
-        return m
 
 
 def pack_terms(codes, width):

@@ -31,7 +31,6 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from fp8mac.hw.dot import DotMacUnit
 from fp8mac.model.arith import fp_dot
