@@ -38,7 +38,22 @@ def emit_verilog(component, name: str, *, emit_src: bool = False) -> str:
     """
     from amaranth.back import verilog
 
-    return verilog.convert(component, name=check_verilog_name(name), emit_src=emit_src)
+    return _start_trigger(verilog.convert(component, name=check_verilog_name(name), emit_src=emit_src))
+
+
+# Yosys' Verilog backend makes every `always @*` block read a reg declared `= 0`, so that
+# simulators evaluate the block once at time 0. Under IEEE 1800 semantics (Icarus -g2012, the
+# flag cocotb's runner passes; any SystemVerilog simulator) a declaration's initializer makes no
+# event, the blocks wait for their first input change, and outputs such as m_axis_c_tvalid stay X
+# after reset. One change of that reg at #0 (after every process has started) runs them all.
+_START_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;\n", re.M)
+
+
+def _start_trigger(text: str) -> str:
+    """``text`` with each Yosys start-trigger reg also changed at ``#0`` (simulation only)."""
+    return _START_REG.sub(lambda m: (f"{m.group(0)}{m.group(1)}`ifndef SYNTHESIS\n{m.group(1)}`ifndef VERILATOR\n"
+                                     f"{m.group(1)}initial #0 {m.group(2)}= 1'h1;\n"
+                                     f"{m.group(1)}`endif\n{m.group(1)}`endif\n"), text)
 
 
 def accelerator_verilog(config, top: str | None = None) -> str:

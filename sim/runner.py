@@ -60,13 +60,10 @@ arithmetic harnesses cocotb's Python side dominates and the flags change the rat
 the run-to-run noise; their share grows with the array size."""
 
 ICARUS_ARGS = _user.ICARUS_ARGS
-"""Icarus options: Verilog-2005 semantics (after cocotb's ``-g2012``; the later flag wins).
-Amaranth's Verilog (Yosys' ``write_verilog``) makes every ``always @*`` block run at time 0 by
-reading a dummy register declared ``= 0``; under ``-g2012`` Icarus applies declaration
-initializers without an event, so a combinational output whose inputs are all registers stays X
-until one of them changes (the MAC array's ``m_axis_c_tvalid`` until its first result).
-:func:`fp8mac.sim.user.get_runner` supplies the Verilog-2005 wave-dump module this needs (and is
-where users get the same flags)."""
+"""Icarus options: Verilog-2005 semantics, the dialect of Amaranth's Verilog (after cocotb's
+``-g2012``; the later flag wins). :func:`fp8mac.sim.user.get_runner` supplies the Verilog-2005
+wave-dump module this needs (and is where users get the same flags); ``-g2012`` works as well
+(:func:`fp8mac.hw.emit.emit_verilog`'s start trigger)."""
 
 SEED_ENV = "FP8MAC_SEED"
 METRICS_ENV = "FP8MAC_METRICS"

@@ -20,13 +20,12 @@ fp8mac's benches build through :func:`fp8mac.sim.runner.build_and_test`. A bench
   the generated FuseSoC core's ``sim`` target does this), or in FuseSoC's ``make_options`` for
   ``mode: cc``. The runner :func:`get_runner` returns adds it to its make step. Harmless where
   nothing is precompiled (a Verilator built from source has the same value already).
-* **Icarus flags** (:data:`ICARUS_ARGS`): ``-g2005``. The generated Verilog (Yosys'
-  ``write_verilog``) starts its combinational ``always @*`` blocks at time 0 through a register
-  declared ``= 0``; under cocotb's default ``-g2012`` Icarus applies that initializer without
-  an event, so outputs computed only from registers (``m_axis_c_tvalid``) read X until their
-  inputs first change: a bench that tests ``tvalid`` as a bool (cocotbext-axi's
-  ``AxiStreamSink``) fails. :func:`get_runner` ``("icarus")`` builds with ``-g2005`` (after
-  cocotb's ``-g2012``: the later flag wins) and a Verilog-2005 wave-dump module.
+* **Icarus flags** (:data:`ICARUS_ARGS`): ``-g2005``, the dialect the generated Verilog is
+  written in (after cocotb's ``-g2012``: the later flag wins), with a Verilog-2005 wave-dump
+  module. Cocotb's default ``-g2012`` works too: Yosys starts the ``always @*`` blocks through a
+  register declared ``= 0``, which IEEE 1800 semantics initialize without an event, so
+  :func:`fp8mac.hw.emit.emit_verilog` also changes it at ``#0`` and outputs computed only from
+  registers (``m_axis_c_tvalid``) are defined from time 0.
 
 Use::
 

@@ -65,3 +65,21 @@ def test_emit_bad_input(args, name, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"fp8mac: error: {name}"), err
     assert not (tmp_path / "x.v").exists()
+
+
+def test_start_trigger_changes_at_time_zero():
+    """Every ``always @*`` start-trigger reg Yosys declares ``= 0`` is also set at ``#0`` (so IEEE
+    1800 simulators run the blocks at time 0), outside synthesis and Verilator, and nothing else."""
+    import re
+
+    from fp8mac.hw.emit import accelerator_verilog
+    from fp8mac.model.config import MacConfig
+
+    text = accelerator_verilog(MacConfig(rows=2, cols=2))
+    decls = re.findall(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)  = 0;\n", text, re.M)
+    assert len(decls) >= 3  # the top, the row and the PE each have combinational processes
+    for indent, name in decls:
+        block = (f"{indent}reg {name}  = 0;\n{indent}`ifndef SYNTHESIS\n{indent}`ifndef VERILATOR\n"
+                 f"{indent}initial #0 {name} = 1'h1;\n{indent}`endif\n{indent}`endif\n")
+        assert block in text, name
+    assert text.count("initial") == len(decls)
