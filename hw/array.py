@@ -188,7 +188,7 @@ class MacArray(wiring.Component):
             taken out); lane i leaves from stage i."""
             out, prev = [], lanes
             for d in range(len(lanes) // width):
-                reg = Signal(len(prev), name=f"{name}_d{d}")
+                reg = Signal(len(prev), name=f"{name}_d{d}", reset_less=True)  # data: no reset
                 with m.If(en):
                     m.d.sync += reg.eq(prev)
                 out.append(reg[:width])

@@ -179,14 +179,26 @@ class ProcessingElement(wiring.Component):
         fin, facc = cfg.in_format, cfg.acc_format
         rbits = cfg.rbits
 
+        # Reset: only control state (valid, last, full, counters, first-chunk flags, LFSRs) is
+        # reset. Data registers (operands passed on, pipeline stages, accumulators, the result)
+        # are reset-less: every read of one is qualified by control state that reset clears, and
+        # a synchronous reset costs a gate per flip-flop on a library without reset flops, and a
+        # net that reaches every flip-flop of the array.
+        def data_reg(like, name):
+            return Signal.like(like, name=name, reset_less=True)
+
+        a_out, b_out = data_reg(self.a_out, "a_q"), data_reg(self.b_out, "b_q")
+        result = data_reg(self.result, "result_q")
+        m.d.comb += [self.a_out.eq(a_out), self.b_out.eq(b_out), self.result.eq(result)]
         with m.If(self.en):
-            m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+            m.d.sync += [a_out.eq(self.a_in), b_out.eq(self.b_in),
                          self.valid_out.eq(self.valid_in), self.last_out.eq(self.last_in)]
 
-        def delayed(value, depth, name):
-            """``value`` through ``depth`` registers clocked by ``en`` (a stall freezes them)."""
+        def delayed(value, depth, name, data=True):
+            """``value`` through ``depth`` registers clocked by ``en`` (a stall freezes them);
+            reset-less if ``data``."""
             for i in range(depth):
-                reg = Signal.like(value, name=f"{name}_p{i}")
+                reg = Signal.like(value, name=f"{name}_p{i}", reset_less=data)
                 with m.If(self.en):
                     m.d.sync += reg.eq(value)
                 value = reg
@@ -200,8 +212,8 @@ class ProcessingElement(wiring.Component):
         depth = cfg.pipeline
         a_in = delayed(self.a_in, max(depth - 1, 0), "a")
         b_in = delayed(self.b_in, max(depth - 1, 0), "b")
-        valid_in = delayed(self.valid_in, depth, "valid")
-        last_in = delayed(self.last_in, depth, "last")
+        valid_in = delayed(self.valid_in, depth, "valid", data=False)
+        last_in = delayed(self.last_in, depth, "last", data=False)
 
         # The inner step: acc + the step's products, one rounding. Either one DotMacUnit (the
         # products and the accumulator in one fixed-point frame), or the products' exact value
@@ -235,14 +247,14 @@ class ProcessingElement(wiring.Component):
 
         step = Signal()
         m.d.comb += step.eq(self.en & valid_in)
-        inner = Signal(facc.width)
+        inner = Signal(facc.width, reset_less=True)  # read only after a step (`fresh`, `chunk_start`)
         write = Signal()  # the result register is written this cycle (if en)
         write_value = Signal(facc.width)
 
         with m.If(self.clear):
             m.d.sync += self.full.eq(0)
         with m.If(self.en & write):
-            m.d.sync += [self.result.eq(write_value), self.full.eq(1)]
+            m.d.sync += [result.eq(write_value), self.full.eq(1)]
         # A full register that is drained (clear) in this very cycle can take the new result.
         m.d.comb += self.stall_req.eq(write & self.full & ~self.clear)
 
@@ -271,7 +283,7 @@ class ProcessingElement(wiring.Component):
                      chunk_end.eq(last_in | (count == chunk - 1))]
         with m.If(step):
             m.d.sync += count.eq(Mux(chunk_end, 0, count + 1))
-        outer = Signal(facc.width)
+        outer = Signal(facc.width, reset_less=True)  # read only after a chunk (`first_chunk`)
         first_chunk = Signal(init=1)  # the pending outer add starts from +0
         pend = Signal()  # an outer add is due this cycle (the previous step ended a chunk)
         pend_last = Signal()  # ... and it is the dot product's last chunk

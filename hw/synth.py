@@ -17,13 +17,18 @@ growing faster than the design.
     by :data:`NAND2_WEIGHTS`.
 ``asic``
     The OSU 0.18 um standard cells (Debian's ``qflow-tech-osu018``, :data:`OSU018_LIBERTY`):
-    ``synth -flatten -noshare``, ``dfflibmap -liberty``, ``abc -liberty`` (ABC's default script),
-    ``stat -liberty``. Reports the cell area in um^2, the area in NAND2X1 equivalents (the
-    NAND2X1 area is read from the liberty file) and the critical-path delay of the mapped netlist
-    from OpenSTA (``sta``): ideal clock, no wire load, unloaded outputs, inputs and outputs
-    constrained at 0 against the clock (a virtual clock for a combinational design), so the
-    figure is the longest register-to-register, input-to-register, register-to-output or
-    input-to-output path including the flip-flop setup time.
+    ``synth -flatten -noshare``, ``dfflibmap -liberty``, ``abc -liberty -constr`` (ABC's
+    timing script: mapping, then ``buffer``, ``upsize`` and ``dnsize``; inputs driven by a
+    :data:`ASIC_DRIVING_CELL`, outputs loaded with :data:`ASIC_OUTPUT_LOAD_FF`), ``stat
+    -liberty``. Reports the cell area in um^2, the area in NAND2X1 equivalents (the NAND2X1 area
+    is read from the liberty file) and the critical-path delay of the mapped netlist from OpenSTA
+    (``sta``): ideal clock, no wire load, the same input drive and output load, inputs and
+    outputs constrained at 0 against the clock (a virtual clock for a combinational design), so
+    the figure is the longest register-to-register, input-to-register, register-to-output or
+    input-to-output path including the flip-flop setup time. Buffering matters for arrays: a
+    global enable or reset drives every flip-flop of every PE, and ABC's default script maps
+    without buffers, so one INVX1 drove thousands of pins and the flat 8 x 8 array timed at
+    5.2 MHz, a figure of fan-out, not logic (with buffering: the PE's own loop, 76 MHz).
 ``ice40``
     ``synth_ice40 -top TOP`` (no DSP inference): SB_LUT4, SB_CARRY and flip-flop counts. The
     Fmax comes from ``nextpnr-ice40`` on an iCE40HX8K (CT256 package) with the design inside an
@@ -52,7 +57,8 @@ import subprocess
 from pathlib import Path
 
 __all__ = [
-    "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ICE40_DEVICE", "STAT_MARKER",
+    "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ASIC_DRIVING_CELL",
+    "ASIC_OUTPUT_LOAD_FF", "ICE40_DEVICE", "STAT_MARKER",
     "SynthError", "find_yosys", "yosys_version", "run_yosys", "parse_stat", "nand2_equivalents",
     "liberty_cell_area", "io_shell", "synthesize", "synthesize_block", "format_markdown",
     "register",
@@ -90,6 +96,12 @@ NAND2_WEIGHTS = {cell: area / _OSU018_X1_AREA["$_NAND_"] for cell, area in _OSU0
 
 #: Where Debian's ``qflow-tech-osu018`` installs the OSU 0.18 um standard-cell library.
 OSU018_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
+
+#: The cell that drives every input in the ``asic`` flow (ABC's ``set_driving_cell`` and OpenSTA's
+#: ``set_driving_cell``): a flip-flop's output stage is about as strong.
+ASIC_DRIVING_CELL = "BUFX2"
+#: The load on every output in the ``asic`` flow, in fF: about one DFFPOSX1 D pin (8.8 fF).
+ASIC_OUTPUT_LOAD_FF = 10
 
 #: The nextpnr-ice40 device and package of the ``ice40`` target's Fmax.
 ICE40_DEVICE = ("hx8k", "ct256")
@@ -219,7 +231,9 @@ def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
     Returns
     -------
     dict
-        ``cells`` (type -> count), ``num_cells``, ``area`` and ``sequential_area`` (um^2 or None),
+        ``cells`` (type -> count), ``num_cells``, ``area`` and ``sequential_area`` (um^2 or None;
+        for a design whose submodules were kept, the whole design's, from ``stat``'s ``design
+        hierarchy`` section), ``modules`` (module -> its own area in um^2, ``stat -liberty``),
         ``transistors`` (int or None) and ``transistors_complete`` (False when Yosys printed
         ``N+``: some cells had no known transistor count).
 
@@ -234,6 +248,11 @@ def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
     if marker < 0:
         raise SynthError(f"the Yosys log holds no statistics (no {STAT_MARKER!r} followed by "
                          "'Printing statistics.'): Yosys stopped before the final `stat`")
+    modules = {name: float(v) for name, v in re.findall(
+        rf"Chip area for module '\\?([^']+)':\s*({_NUM})", log_text[marker:])}
+    hier = log_text.find("=== design hierarchy ===", marker)
+    if hier >= 0:  # a design with kept submodules: the totals include them
+        marker = hier
     section = log_text[marker:].splitlines()
     total, cells = None, {}
     for i, line in enumerate(section):
@@ -245,7 +264,7 @@ def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
         row = _ROW_NEW if new else _ROW_OLD
         for body in section[i + 1:]:
             m = row.match(body)
-            if not m:
+            if not m or (new and m.group(2) == "submodules"):  # then the submodules by name
                 break
             kind, count = (m.group(2), m.group(1)) if new else (m.group(1), m.group(2))
             cells[kind] = cells.get(kind, 0) + int(count)
@@ -266,6 +285,7 @@ def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
         "sequential_area": float(seq.group(1)) if seq else None,
         "transistors": int(trans.group(1)) if trans else None,
         "transistors_complete": bool(trans) and not trans.group(2),
+        "modules": modules,  # each module's own area (without its submodules), um^2
     }
     for key in require:
         if out[key] is None:
@@ -302,6 +322,15 @@ def _liberty_ns(liberty: Path) -> float:
     if m is None:
         raise SynthError(f"{liberty} declares no time_unit")
     return int(m.group(1)) * (1e-3 if m.group(2) == "ps" else 1.0)
+
+
+def _liberty_pf(liberty: Path) -> float:
+    """How many pF the liberty file's capacitive load unit is."""
+    m = re.search(r"capacitive_load_unit\s*\(\s*([\d.]+)\s*,\s*(ff|pf)\s*\)",
+                  Path(liberty).read_text(errors="replace"), re.I)
+    if m is None:
+        raise SynthError(f"{liberty} declares no capacitive_load_unit")
+    return float(m.group(1)) * (1e-3 if m.group(2).lower() == "ff" else 1.0)
 
 
 # --- flows ---------------------------------------------------------------------------------------
@@ -367,19 +396,28 @@ def _generic(yosys, verilog, top, work, timeout, blackboxes=()) -> dict:
     return out
 
 
-def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=()) -> dict:
+def _keep(top: str, keep) -> list[str]:
+    """Yosys commands that keep modules ``keep`` as modules of their own through ``synth -flatten``
+    (each is flattened inside, synthesized and mapped once, and instantiated)."""
+    return [f"hierarchy -top {top}", f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}"] if keep else []
+
+
+def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=(), keep=()) -> dict:
     liberty = Path(liberty)
     if not liberty.is_file():
         from fp8mac.sim.tools import ToolMissing
         raise ToolMissing(f"the osu018 liberty file {liberty} is missing; {_INSTALL_OSU018}")
     netlist = f"{top}_osu018.v"
     verilog, lib = _stage(work, verilog, liberty)
+    constr = "abc.constr"
+    (work / constr).write_text(f"set_driving_cell {ASIC_DRIVING_CELL}\nset_load {ASIC_OUTPUT_LOAD_FF}\n")
     log = run_yosys(yosys, [
         _read(verilog),
+        *_keep(top, keep),
         _SYNTH.format(top=top),
         _NO_SCOPEINFO,
         f"dfflibmap -liberty {lib}",
-        f"abc -liberty {lib}",
+        f"abc -liberty {lib} -constr {constr}",
         "opt_clean",
         f"log {STAT_MARKER}",
         f"stat -liberty {lib}",
@@ -394,7 +432,9 @@ def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=()) -> di
     out = {
         "library": str(liberty),
         "library_name": "OSU 0.18 um standard cells (osu018_stdcells)",
-        "flow": "synth -flatten -noshare; dfflibmap -liberty; abc -liberty; stat -liberty",
+        "flow": (f"synth -flatten -noshare; dfflibmap -liberty; abc -liberty -constr (buffer, "
+                 f"upsize, dnsize; inputs {ASIC_DRIVING_CELL}, outputs {ASIC_OUTPUT_LOAD_FF} fF); "
+                 f"stat -liberty"),
         "cells": cells,
         "cell_count": _figure(sum(cells.values()), "cells"),
         "area": _figure(st["area"], "um^2"),
@@ -402,6 +442,10 @@ def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=()) -> di
         "nand2_area": _figure(nand2, "um^2 (NAND2X1, from the liberty file)"),
         "nand2_eq": _figure(round(st["area"] / nand2, 1), "NAND2-eq (NAND2X1 areas)"),
     }
+    if keep:
+        out["flow"] = f"{out['flow']}; kept as modules: {', '.join(keep)}"
+        out["modules"] = {name: _figure(area, "um^2 (the module alone, without its submodules)")
+                          for name, area in st["modules"].items()}
     if boxes:  # no area in the liberty file: counted as 0 um^2 by stat, not timed
         out["blackboxes"] = boxes
         why = "not timed: the design contains blackboxes"
@@ -434,6 +478,8 @@ def _sta(netlist: Path, top: str, liberty: Path, work: Path, sta) -> dict:
         clock,
         f"set_input_delay 0 -clock {clk} {inputs}",
         f"set_output_delay 0 -clock {clk} [all_outputs]",
+        f"set_driving_cell -lib_cell {ASIC_DRIVING_CELL} {inputs}",
+        f"set_load {ASIC_OUTPUT_LOAD_FF * 1e-3 / _liberty_pf(liberty):g} [all_outputs]",
         "report_checks -path_delay max -digits 4",
         "exit",
     ]) + "\n")
@@ -451,8 +497,9 @@ def _sta(netlist: Path, top: str, liberty: Path, work: Path, sta) -> dict:
     return {
         "critical_path": _figure(round(delay, 3), "ns", startpoint=start and start.group(1).strip(),
                                  endpoint=end and end.group(1).strip(),
-                                 method="OpenSTA: ideal clock, no wire load, unloaded outputs, "
-                                        "input/output delays 0, setup included"),
+                                 method=f"OpenSTA: ideal clock, no wire load, inputs driven by "
+                                        f"{ASIC_DRIVING_CELL}, outputs {ASIC_OUTPUT_LOAD_FF} fF, "
+                                        f"input/output delays 0, setup included"),
         "fmax": _figure(round(1000.0 / delay, 1) if delay > 0 else None, "MHz"),
     }
 
@@ -580,7 +627,8 @@ def _ice40(yosys, verilog, top, work, timeout) -> dict:
 
 
 def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, config=None,
-               liberty=OSU018_LIBERTY, sta=None, timeout: float | None = None, blackboxes=()) -> dict:
+               liberty=OSU018_LIBERTY, sta=None, timeout: float | None = None, blackboxes=(),
+               keep_hierarchy=()) -> dict:
     """Synthesize ``top`` of a Verilog file for each target; write ``area.json`` and ``area.md``.
 
     Parameters
@@ -608,6 +656,11 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
         area is known, to measure the logic around its instances): their instances are listed
         under ``blackboxes`` and left out of every figure (no area, no NAND2-eq, the transistor
         estimate marked incomplete, no timing). Not with the ``ice40`` target.
+    keep_hierarchy : sequence of str
+        Modules synthesized as modules of their own (``asic`` only): each is flattened inside,
+        mapped once and instantiated, as a hierarchical flow does with a processing element; the
+        figures are the whole design's, ``modules`` gives each module's own area, and OpenSTA
+        times the hierarchical netlist (paths across module boundaries included).
 
     Returns
     -------
@@ -638,6 +691,9 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
     blackboxes = tuple(blackboxes)
     if blackboxes and "ice40" in targets:
         raise ValueError("the ice40 target does not support blackboxes")
+    keep_hierarchy = tuple(keep_hierarchy)
+    if keep_hierarchy and targets != ("asic",):
+        raise ValueError(f"keep_hierarchy needs targets=('asic',), not {targets}")
     yosys = find_yosys(yosys)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -655,7 +711,8 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
         if target == "generic":
             report[target] = _generic(yosys, verilog, top, work, timeout, blackboxes)
         elif target == "asic":
-            report[target] = _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes)
+            report[target] = _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes,
+                                   keep_hierarchy)
         else:
             report[target] = _ice40(yosys, verilog, top, work, timeout)
     (out_dir / "area.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -665,10 +722,18 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
 
 # --- reports -------------------------------------------------------------------------------------
 
-def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None) -> dict:
+def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None, *,
+                     hierarchical: bool = False) -> dict:
     """Generate one processing element (``block="pe"``, top ``<config.top>_pe``) or the whole
     array top (``"array"``, top ``config.top``) of ``config`` as ``out_dir/<top>.v`` and
     :func:`synthesize` it into ``out_dir``; returns the report.
+
+    ``hierarchical`` (``"array"`` only; the ``asic`` target only): the Verilog ``fp8mac
+    generate`` writes (:func:`~fp8mac.hw.emit.accelerator_verilog`: one PE module, one row
+    module), synthesized with both kept as modules (``keep_hierarchy``): the PE is mapped once,
+    so a 32 x 32 array costs about what its PE does, and OpenSTA times the whole hierarchical
+    netlist, the paths between PEs, rows and the top included. Without it, the array is
+    flattened (every PE mapped again, with its seeds as constants).
 
     A PE whose outer sums are added by its row's adder (``config.outer_placement == "row"``)
     carries ``1/cols`` of that adder: the row's :class:`~fp8mac.hw.array.RowOuterAdder` is
@@ -676,6 +741,19 @@ def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None) -
     slot (:func:`with_row_share`), the PE's own under ``pe_alone``."""
     from .emit import emit_verilog
 
+    if hierarchical:
+        if block != "array":
+            raise ValueError(f"hierarchical synthesis is for block='array', not {block!r}")
+        from .array import pe_module_name, row_module_name
+        from .emit import accelerator_verilog
+
+        top = config.top
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{top}.v"
+        path.write_text(accelerator_verilog(config, top))
+        keep = (pe_module_name(top), row_module_name(top))
+        return synthesize(path, top, out_dir, ("asic",), yosys, config=config, keep_hierarchy=keep)
     if block == "pe":
         from .pe import ProcessingElement
         top, component = f"{config.top}_pe", ProcessingElement(config)
@@ -766,6 +844,8 @@ def format_markdown(report: dict) -> str:
                  ("asic (osu018)", "NAND2 equivalents", _show(a["nand2_eq"], 1)),
                  ("asic (osu018)", "critical path", _show(a["critical_path"], 3)),
                  ("asic (osu018)", "Fmax", _show(a["fmax"], 1))]
+        rows += [("asic (osu018)", f"module `{name}` alone", _show(fig, 1))
+                 for name, fig in (a.get("modules") or {}).items()]
     if "ice40" in report:
         i = report["ice40"]
         rows += [("ice40", "LUT4", _show(i["lut4"])), ("ice40", "SB_CARRY", _show(i["carry"])),
@@ -808,6 +888,10 @@ def register(sub):
                         "ice40 (LUTs, nextpnr Fmax) or all (default)")
     p.add_argument("--block", choices=("pe", "array"), default="array",
                    help="one processing element or the whole array top (default)")
+    p.add_argument("--hierarchical", action="store_true",
+                   help="--block array as fp8mac generate writes it (one PE module, one row "
+                        "module), each mapped once and the whole netlist timed: seconds for a "
+                        "32 x 32 array; the asic target only")
     add_target_argument(p)
     p.set_defaults(func=run)
 
@@ -822,6 +906,12 @@ def run(args) -> int:
     config = config_from_args(args)
     out = Path(args.out)
     targets = TARGETS if args.target == "all" else (args.target,)
+    if args.hierarchical:
+        if args.block != "array":
+            raise ValueError(f"--hierarchical is for --block array, not --block {args.block}")
+        if args.target not in ("asic", "all"):
+            raise ValueError(f"--hierarchical synthesizes for --target asic only, not --target {args.target}")
+        targets = ("asic",)
     try:
         yosys = find_yosys()  # before the (slow) Verilog generation
     except ToolMissing as exc:
@@ -833,7 +923,8 @@ def run(args) -> int:
         raise ValueError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
     try:
         config = apply_target(args, config)
-        report = synthesize_block(config, args.block, out, targets, yosys)
+        report = synthesize_block(config, args.block, out, targets, yosys,
+                                  hierarchical=args.hierarchical)
     except (SynthError, ToolMissing) as exc:
         print(f"fp8mac: error: {exc}", file=sys.stderr)
         return 1

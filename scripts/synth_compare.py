@@ -10,19 +10,19 @@ One run, one flow (:mod:`fp8mac.hw.synth`), one Yosys; every design is generated
   FP32 x FP32 -> FP32 (no chunking, nearest rounding);
 * sub-blocks, synthesized alone to attribute each PE's area: multiplier, fused MAC adder,
   outer adder, LFSR (registers are the PE's sequential area, the rest is glue);
-* arrays (``Accelerator``) of the default PE, to show how the area scales per MAC, two ways:
-  *composed* (every size): the array with each PE replaced by an instance of a blackbox module
-  with the PE's ports (:class:`_BoxPE`), which measures the logic around the PEs; the array's
-  area is then rows x cols x the PE's area plus that logic. *Flat* (``--flat``, default 4 and 8):
-  the whole array generated and synthesized flattened, which checks the composition
-  (cross-boundary optimization) at the sizes a run can afford: on 2 cores an 8 x 8 array takes
-  about 40 s to generate and 500 s to synthesize (generic + asic), four times a 4 x 4 one; a
-  16 x 16 one would take over half an hour (``--flat 4,8,16``).
+* arrays (``Accelerator``) of the default PE, to show how the area and the clock scale, two
+  ways: *hierarchical* (every size in ``--arrays``, default 4, 8, 16, 32): the Verilog ``fp8mac
+  generate`` writes (one PE module, one row module) synthesized with both kept as modules, so the
+  PE is mapped once and OpenSTA times the whole hierarchical netlist (paths between PEs, through
+  the rows' outer adders and the top's stall included); a 32 x 32 array takes about a minute.
+  *Flat* (``--flat``, default 4 and 8): the whole array flattened (every PE mapped again, its
+  seeds constants), which checks the hierarchical figures and counts what synthesis saves across
+  PE boundaries, at the sizes a run can afford (an 8 x 8 takes a few minutes).
 
 Writes ``reports/area.md``, ``reports/area.png`` and the ``synth`` section of BENCHMARKS.md;
 every tool's work directory stays under ``build/synth/<design>/``.
 
-Usage: ``python scripts/synth_compare.py [--jobs N] [--arrays 4,8,16] [--flat 4,8] [--no-ice40]
+Usage: ``python scripts/synth_compare.py [--jobs N] [--arrays 4,8,16,32] [--flat 4,8] [--no-ice40]
 [--only KEY ...]``
 """
 
@@ -62,7 +62,7 @@ class Design:
 
     key: str
     label: str
-    kind: str          # "pe", "array" (flat), "boxed_array" (PEs as blackboxes), "block"
+    kind: str          # "pe", "array" (flat), "hier_array" (PE and row modules kept), "block"
     args: tuple
     targets: tuple = ("generic", "asic")
 
@@ -143,19 +143,24 @@ def _pipeline_section(res):
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     if not have:
         return []
-    flat = _v(res.get("array8x8_flat"), "asic", "fmax")
     pe = _v(res.get("fp8"), "asic", "fmax")
-    if flat and pe:
-        start = (res["array8x8_flat"]["asic"].get("critical_path") or {}).get("startpoint", "?")
-        lines += ["", f"The flat 8 x 8 array (pipeline 0): {flat:.1f} MHz, {flat / pe:.0%} of its PE's "
-                      f"{pe:.1f} MHz. Its critical path starts at `{start}`: the synchronous reset "
-                      "and the array's global enable (the stall) each drive every flip-flop of 64 "
-                      "PEs, and this flow inserts no buffers (Yosys' abc maps without a delay target, "
-                      "so one gate drives thousands of inputs and OpenSTA charges the whole load to "
-                      "it). So the array figure measures fan-out, not logic depth. What would pass it: "
-                      "buffer trees (abc -D with buffering and sizing, or a place-and-route flow), a "
-                      "registered stall (skid buffers at the stream ports, per-row enables) and a "
-                      "reset that does not gate every datapath register (only control state needs it)."]
+    pe_alone = ((res.get("fp8") or {}).get("asic", {}).get("pe_alone", {}).get("fmax") or {}).get("value")
+    for key, how in (("array8x8", "hierarchical"), ("array8x8_flat", "flat")):
+        f = _v(res.get(key), "asic", "fmax")
+        if f and pe:
+            path = res[key]["asic"].get("critical_path") or {}
+            lines += ["", f"The 8 x 8 array ({how} synthesis, pipeline 0): {f:.1f} MHz, {f / pe:.0%} of "
+                          f"its PE slot's {pe:.1f} MHz (the PE alone: {_fmt(pe_alone, 1)} MHz); critical "
+                          f"path `{path.get('startpoint', '?')}` -> `{path.get('endpoint', '?')}`."]
+    lines += ["", "The array's stall (one enable for every PE, the OR of every PE's full-and-writing "
+                  "flag) and its reset reach every PE, but they are not its critical path: the flow "
+                  "buffers high-fan-out nets (`abc -constr`: buffer, upsize, dnsize), and only control "
+                  "state is reset (data registers are reset-less, which also saved about 6% of the "
+                  "flat 8 x 8 array's area). Before both, this flow timed the flat 8 x 8 array at "
+                  "5.2 MHz: an unbuffered INVX1 on `rst` drove every flip-flop of 64 PEs. What remains "
+                  "between the array and its PE is the row's shared outer adder (PE registers, the "
+                  "row's request mux, the adder and rounder, back into a PE's register within a "
+                  "cycle) and what ABC maps differently in a flat netlist."]
     lines += ["", "What limits the clock: the loop. Registering the multiplier's output removes the "
               "multiplier from the critical path, but the path from the inner accumulator through "
               "the fused adder (unpack, align, add, leading-zero count, normalize, round) back into "
@@ -277,55 +282,12 @@ PARTS = {
 
 
 def _array(n, flat):
-    kind = "array" if flat else "boxed_array"
+    kind = "array" if flat else "hier_array"
     key = f"array{n}x{n}" + ("_flat" if flat else "")
-    how = "flat" if flat else "PEs as blackboxes"
+    how = "flat" if flat else "hierarchical"
     return Design(key, f"{n} x {n} array of the default PE ({how})", kind,
-                  (DEFAULT.replace(rows=n, cols=n, top=f"fp8mac_array{n}x{n}"),))
-
-
-#: The blackbox module that stands in for each processing element of a composed array.
-PE_BOX = "fp8mac_pe_box"
-
-
-def _box_pe_class():
-    from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
-    from amaranth.lib import wiring
-
-    from fp8mac.hw.pe import ProcessingElement
-
-    class _BoxPE(wiring.Component):
-        """A ProcessingElement's ports around an instance of the blackbox module PE_BOX."""
-
-        def __init__(self, config, row=0, col=0, **options):
-            # a real PE, never elaborated, lends its signature (this file's first line keeps
-            # Amaranth from warning about it)
-            super().__init__(ProcessingElement(config, row, col, **options).signature)
-
-        def elaborate(self, platform):
-            m = Module()
-            ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
-            for name, member in self.signature.members.items():
-                ports[("i_" if member.flow == wiring.In else "o_") + name] = getattr(self, name)
-            m.submodules.pe = Instance(PE_BOX, **ports)
-            return m
-
-    return _BoxPE
-
-
-def _box_declaration(config) -> str:
-    """``(* blackbox *)`` Verilog declaration of PE_BOX with the PE's ports."""
-    from amaranth.hdl import Shape
-    from amaranth.lib import wiring
-
-    from fp8mac.hw.pe import ProcessingElement
-
-    ports = ["input clk", "input rst"]
-    for name, member in ProcessingElement(config).signature.members.items():
-        width = Shape.cast(member.shape).width
-        direction = "input" if member.flow == wiring.In else "output"
-        ports.append(f"{direction} {f'[{width - 1}:0] ' if width > 1 else ''}{name}")
-    return f"\n(* blackbox *)\nmodule {PE_BOX}({', '.join(ports)});\nendmodule\n"
+                  (DEFAULT.replace(rows=n, cols=n, top=f"fp8mac_array{n}x{n}"),),
+                  ("generic", "asic") if flat else ("asic",))
 
 
 def _verilog(design: Design) -> tuple[str, str]:
@@ -340,19 +302,9 @@ def _verilog(design: Design) -> tuple[str, str]:
     if design.kind == "array":
         from fp8mac.hw.top import Accelerator
         return emit_verilog(Accelerator(a[0]), a[0].top), a[0].top
-    if design.kind == "boxed_array":
-        import fp8mac.hw.array as array_module
-        from fp8mac.hw.top import Accelerator
-        if not hasattr(array_module, "ProcessingElement"):
-            raise RuntimeError("fp8mac.hw.array no longer instantiates ProcessingElement by that name: "
-                               "update scripts/synth_compare.py's composed arrays")
-        real = array_module.ProcessingElement
-        array_module.ProcessingElement = _box_pe_class()
-        try:
-            text = emit_verilog(Accelerator(a[0]), a[0].top)
-        finally:
-            array_module.ProcessingElement = real
-        return text + _box_declaration(a[0]), a[0].top
+    if design.kind == "hier_array":
+        from fp8mac.hw.emit import accelerator_verilog
+        return accelerator_verilog(a[0], a[0].top), a[0].top
     if design.kind == "block":
         return emit_verilog(build_block(a[0], **dict(a[1])), design.key), design.key
     raise ValueError(f"unknown design kind {design.kind!r}")
@@ -370,9 +322,12 @@ def run_design(design: Design, ice40: bool, timeout: float) -> dict:
     path.write_text(text)
     t1 = time.perf_counter()
     targets = tuple(t for t in design.targets if ice40 or t != "ice40")
-    config = design.args[0] if design.kind in ("pe", "array", "boxed_array") else None
-    boxes = (PE_BOX,) if design.kind == "boxed_array" else ()
-    report = synthesize(path, top, out, targets, config=config, timeout=timeout, blackboxes=boxes)
+    config = design.args[0] if design.kind in ("pe", "array", "hier_array") else None
+    keep = ()
+    if design.kind == "hier_array":
+        from fp8mac.hw.array import pe_module_name, row_module_name
+        keep = (pe_module_name(top), row_module_name(top))
+    report = synthesize(path, top, out, targets, config=config, timeout=timeout, keep_hierarchy=keep)
     if design.kind == "pe" and config.outer_placement == "row":
         # One PE slot: the PE plus 1/cols of its row's outer adder and LFSR (as fp8mac synth
         # --block pe reports it); the iCE40 figures stay the PE's own.
@@ -462,9 +417,8 @@ def _pe_table(res, designs):
 
 
 def _array_rows(res, arrays, flat):
-    """Per size n: figures of the composed array (n^2 PEs + the logic around them) and, if
-    synthesized, of the flat one; areas in um^2, overheads as fractions of one PE."""
-    # The composition counts the row adders in the array logic: the PE alone, not its slot.
+    """Per size n: figures of the hierarchical array and, if synthesized, of the flat one; areas
+    in um^2, overheads as fractions of n^2 PEs alone (the PE without its row's adder share)."""
     fp8 = res.get("fp8") or {}
     pe = (fp8.get("asic", {}).get("pe_alone", {}).get("area") or {}).get("value") or _v(fp8, "asic", "area")
     pe_t = ((fp8.get("generic", {}).get("pe_alone", {}).get("transistors") or {}).get("value")
@@ -472,16 +426,21 @@ def _array_rows(res, arrays, flat):
     rows = []
     for n in sorted(set(arrays) | set(flat)):
         row = {"n": n}
-        box = res.get(f"array{n}x{n}")
-        if box is not None and pe and pe_t:
-            logic, logic_t = _v(box, "asic", "area"), _v(box, "generic", "transistors")
-            row.update(logic=logic, total=n * n * pe + logic, over=logic / (n * n * pe),
-                       over_t=logic_t / (n * n * pe_t), times=box.get("times"))
+        hier = res.get(f"array{n}x{n}")
+        if hier is not None and pe:
+            top = DEFAULT.replace(top=f"fp8mac_array{n}x{n}").top
+            mods = {k: v.get("value") for k, v in (hier.get("asic", {}).get("modules") or {}).items()}
+            total = _v(hier, "asic", "area")
+            row.update(total=total, over=total / (n * n * pe) - 1, fmax=_v(hier, "asic", "fmax"),
+                       pe_module=mods.get(f"{top}_pe"), row_module=mods.get(f"{top}_row"),
+                       top_logic=mods.get(top), times=hier.get("times"),
+                       path=(hier.get("asic", {}).get("critical_path") or {}))
         fl = res.get(f"array{n}x{n}_flat")
-        if fl is not None and pe and pe_t:
+        if fl is not None and pe:
             area, trans = _v(fl, "asic", "area"), _v(fl, "generic", "transistors")
-            row.update(flat=area, flat_over=area / (n * n * pe) - 1,
-                       flat_over_t=trans / (n * n * pe_t) - 1 if trans else None, flat_times=fl.get("times"))
+            row.update(flat=area, flat_over=area / (n * n * pe) - 1, flat_fmax=_v(fl, "asic", "fmax"),
+                       flat_over_t=trans / (n * n * pe_t) - 1 if trans and pe_t else None,
+                       flat_times=fl.get("times"))
         rows.append(row)
     return rows
 
@@ -552,12 +511,12 @@ def write_chart(res, arrays, flat, path: Path):
     names = [f"{r['n']}x{r['n']}" for r in rows]
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["total"] / r["n"] ** 2 if "total" in r else 0 for r in rows], 0.4,
-           color="#4c72b0", label="composed: (n^2 PEs + array logic) / n^2")
+           color="#4c72b0", label="hierarchical synthesis / n^2")
     ax.bar([x + 0.2 for x in xs], [r["flat"] / r["n"] ** 2 if "flat" in r else 0 for r in rows], 0.4,
            color="#dd8452", label="flat synthesis / n^2")
     ax.set_xticks(list(xs), names)
     if pe:
-        ax.axhline(pe, color="k", ls="--", lw=1, label="one default PE alone")
+        ax.axhline(pe, color="k", ls="--", lw=1, label="one default PE slot (PE + 1/cols of its row's adder)")
         ax.set_ylim(0, pe * 1.25)
     ax.set_title("area per PE in n x n arrays (osu018 um^2)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
@@ -622,19 +581,31 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
     lines += [f"| {label} | {_fmt(a)} | {_fmt(c * 100 if c is not None else None, 1, '%')} |"
               for label, a, c in _levers(res)]
     lines += ["", "## Arrays of the default PE", "",
-              "Composed: the Accelerator generated with every PE replaced by a blackbox instance with the "
-              "PE's ports, synthesized with the same flow: that measures the array's own logic (operand "
-              "skew registers, stream handshake, result collection); the array is n^2 default PEs plus "
-              "it. Flat: the whole Accelerator generated and synthesized flattened, which also counts "
-              "what synthesis removes across PE boundaries (e.g. the unused operand outputs of the last "
-              "row and column).", "",
-              "| array | array logic (um^2) | composed total (um^2) | overhead per PE, area | overhead per "
-              "PE, transistors | flat total (um^2) | flat vs n^2 PEs, area | flat vs n^2 PEs, transistors |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "Hierarchical: the Verilog `fp8mac generate` writes (one PE module instantiated n^2 "
+              "times, one row module with the row's outer adder and LFSR, the top with the stream "
+              "ports, operand skew and result drain), synthesized with the PE and row modules kept "
+              "(each mapped once), and timed by OpenSTA as one hierarchical netlist. Flat: the "
+              "whole Accelerator flattened (every PE mapped again with its seeds as constants), "
+              "which also counts what synthesis removes across module boundaries. Overheads are "
+              "against n^2 PEs alone (without their row's adder share), so they include the row "
+              "adders and the top.", "",
+              "| array | PE module (um^2) | row module (um^2) | top (um^2) | total (um^2) | per PE "
+              "(um^2) | vs n^2 PEs | Fmax (MHz) | flat total (um^2) | flat vs n^2 PEs | flat Fmax "
+              "(MHz) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in _array_rows(res, arrays, flat):
-        lines.append(f"| {r['n']} x {r['n']} | {_fmt(r.get('logic'))} | {_fmt(r.get('total'))} | "
-                     f"{_pct(r.get('over'))} | {_pct(r.get('over_t'))} | {_fmt(r.get('flat'))} | "
-                     f"{_pct(r.get('flat_over'))} | {_pct(r.get('flat_over_t'))} |")
+        per = r["total"] / r["n"] ** 2 if r.get("total") else None
+        lines.append(f"| {r['n']} x {r['n']} | {_fmt(r.get('pe_module'))} | {_fmt(r.get('row_module'))} | "
+                     f"{_fmt(r.get('top_logic'))} | {_fmt(r.get('total'))} | {_fmt(per)} | "
+                     f"{_pct(r.get('over'))} | {_fmt(r.get('fmax'), 1)} | {_fmt(r.get('flat'))} | "
+                     f"{_pct(r.get('flat_over'))} | {_fmt(r.get('flat_fmax'), 1)} |")
+    paths = [f"{r['n']} x {r['n']}: `{r['path'].get('startpoint', '?')}` -> `{r['path'].get('endpoint', '?')}`"
+             for r in _array_rows(res, arrays, flat) if r.get("path")]
+    if paths:
+        lines += ["", "Critical paths of the hierarchical arrays: " + "; ".join(paths) + "."]
+    hier_times = [f"{r['n']} x {r['n']} {r['times']['generate'] + r['times']['synthesize']:.0f} s"
+                  for r in _array_rows(res, arrays, flat) if r.get("times")]
+    if hier_times:
+        lines += ["", "Hierarchical runs (generate + synthesize + time): " + ", ".join(hier_times) + "."]
     times = [f"{r['n']} x {r['n']} flat: {r['flat_times']['generate']:.0f} s to generate, "
              f"{r['flat_times']['synthesize']:.0f} s to synthesize (generic + asic)"
              for r in _array_rows(res, arrays, flat) if r.get("flat_times")]
@@ -666,8 +637,8 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
     arr = [f"{r['n']}x{r['n']} {_pct(r['over'])}" for r in _array_rows(res, arrays, flat) if "over" in r]
     fl = [f"{r['n']}x{r['n']} {_pct(r['flat_over'])}" for r in _array_rows(res, arrays, flat) if "flat" in r]
     if arr:
-        body += ["", "Arrays of the default PE, area per PE above one PE alone: composed (n^2 PEs + the "
-                 "array's own logic) " + ", ".join(arr) + ("; flat synthesis " + ", ".join(fl) if fl else "") + "."]
+        body += ["", "Arrays of the default PE, area above n^2 PEs alone: hierarchical synthesis "
+                 + ", ".join(arr) + ("; flat synthesis " + ", ".join(fl) if fl else "") + "."]
     update_section("synth", "\n".join(body), benchmarks)
 
 
@@ -737,8 +708,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)),
                    help="designs synthesized in parallel (default: 2, or 1 on one core)")
-    p.add_argument("--arrays", default="4,8,16",
-                   help="composed array sizes n (n x n), comma separated (default 4,8,16)")
+    p.add_argument("--arrays", default="4,8,16,32",
+                   help="array sizes n (n x n) synthesized hierarchically, comma separated (default 4,8,16,32)")
     p.add_argument("--flat", default="4,8",
                    help="array sizes also synthesized flat, comma separated, or '' (default 4,8)")
     p.add_argument("--no-ice40", action="store_true", help="skip the iCE40 target (LUTs, nextpnr Fmax)")
@@ -780,7 +751,7 @@ def main(argv=None) -> int:
         designs = [d for d in designs if d.key in args.only]
     # Longest first: arrays, then baselines, so that the two workers finish together.
     order = sorted(designs, key=lambda d: (d.kind != "array", -(d.args[0].rows if d.kind == "array" else 0),
-                                           not d.key.startswith(("fp32", "fp16")), d.kind not in ("pe", "boxed_array")))
+                                           not d.key.startswith(("fp32", "fp16")), d.kind not in ("pe", "hier_array")))
     meta = {"yosys": yosys_version(yosys), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "jobs": args.jobs, "arrays": arrays, "flat": flat, "source": _source()}
     try:

@@ -336,8 +336,11 @@ def _fake_results(sc, fp16_area, fp32_area):
     res["lfsr32"] = rep(100.0, 50.0)
     # Throughput per area, FP8 / baseline: (100 / 1000) / (50 / fp16_area), (100 / 1000) / (20 / fp32_area).
     res["fp16_fp32"], res["fp32_fp32"] = rep(fp16_area, 200.0, 50.0), rep(fp32_area, 200.0, 20.0)
-    res["array4x4"] = rep(800.0, 400.0)
-    res["array4x4_flat"] = rep(16 * 1000.0 + 500.0, 16 * 200.0)
+    res["array4x4"] = rep(16 * 1000.0 + 800.0, 400.0, 90.0)  # hierarchical: one PE and row module
+    res["array4x4"]["asic"]["modules"] = {"fp8mac_array4x4_pe": {"value": 950.0},
+                                          "fp8mac_array4x4_row": {"value": 400.0},
+                                          "fp8mac_array4x4": {"value": 1000.0}}
+    res["array4x4_flat"] = rep(16 * 1000.0 + 500.0, 16 * 200.0, 95.0)
     return res
 
 
@@ -358,7 +361,8 @@ def test_comparison_report_states_the_ratios_against_the_goals(tmp_path, fp16_ar
     assert f"| throughput per area (FP8 / baseline, each at its Fmax) | {fp16_area / 500:.2f}x | >= 6x |" in md
     assert ("Every goal is met." in md) == met
     assert ("What would close the gap" in md) == (not met)
-    assert "| 4 x 4 | 800 | 16,800 | +5.0% |" in md      # 800 um^2 of array logic over 16 PEs
+    # 16,800 um^2 = 16 PEs of 1,000 um^2 + 5%; flat 16,500 = + 3.1%
+    assert "| 4 x 4 | 950 | 400 | 1,000 | 16,800 | 1,050 | +5.0% | 90.0 | 16,500 | +3.1% | 95.0 |" in md
     text = bench.read_text()
     assert "<!-- model:begin -->\nkeep me\n<!-- model:end -->" in text   # other sections untouched
     assert text.count("<!-- synth:begin -->") == 1 and text.count("<!-- synth:end -->") == 1
@@ -433,3 +437,31 @@ def test_cli_default_pe_is_one_slot_of_a_row(tmp_path):
     assert a["area"]["value"] == pytest.approx(want, abs=0.1)
     assert a["row_adder"]["area"]["value"] > 0.25 * a["pe_alone"]["area"]["value"]  # an adder + LFSR
     assert (tmp_path / "row_adder" / "area.json").is_file()
+
+
+def test_hierarchical_array_maps_the_pe_once_and_times_across_modules(tmp_path):
+    """A 2 x 3 array synthesized with its PE and row modules kept: the design total is the top's
+    own area plus 2 rows of (a row's own area + 3 PEs), each module is mapped once (the netlist
+    defines the PE module once, instantiated 3 times in the row module, itself instantiated
+    twice), and OpenSTA times the hierarchical
+    netlist (a path through hierarchical instance names, not one module's)."""
+    import re
+
+    from fp8mac.hw.synth import synthesize_block
+    from fp8mac.model.config import MacConfig
+
+    rep = synthesize_block(MacConfig(rows=2, cols=3, top="h23"), "array", tmp_path, hierarchical=True)
+    a = rep["asic"]
+    mods = {k: v["value"] for k, v in a["modules"].items()}
+    assert set(mods) == {"h23", "h23_row", "h23_pe"}
+    assert a["area"]["value"] == pytest.approx(mods["h23"] + 2 * (mods["h23_row"] + 3 * mods["h23_pe"]), abs=1)
+    netlist = (tmp_path / "asic" / "h23_osu018.v").read_text()
+    assert len(re.findall(r"^module h23_pe\(", netlist, re.M)) == 1
+    assert len(re.findall(r"^\s*h23_pe\s+\S+\s*\(", netlist, re.M)) == 3
+    assert len(re.findall(r"^\s*h23_row\s+\S+\s*\(", netlist, re.M)) == 2
+    path = a["critical_path"]
+    assert path["value"] is not None and 3.0 < path["value"] < 40.0, path
+    assert "/" in path["startpoint"] + path["endpoint"], path  # inside an instance: timed as a whole
+    assert "kept as modules: h23_pe, h23_row" in a["flow"]
+    with pytest.raises(ValueError, match="keep_hierarchy needs targets"):
+        synthesize(tmp_path / "h23.v", "h23", tmp_path / "g", ("generic",), keep_hierarchy=("h23_pe",))
