@@ -100,7 +100,7 @@ class RowOuterAdder(wiring.Component):
 class MacArray(wiring.Component):
     """``rows x cols`` processing elements, output-stationary, with the operand skew inside.
 
-    Each cycle with ``en`` high the array takes one *step*: ``dot`` A columns (``a``: ``rows``
+    Each cycle with ``en`` high (the array's own enable, an output) the array takes one *step*: ``dot`` A columns (``a``: ``rows``
     lanes of ``dot`` codes, lane r in bits ``[r*w, (r+1)*w)`` with ``w = dot * W``, A[r][k + j] in
     its bits ``[j*W, (j+1)*W)``) and ``dot`` B rows (``b``: ``cols`` lanes, B[k + j][c] likewise),
     aligned as the user has them, with ``valid`` (a step is present) and ``last`` (it ends the dot product). Row r's A
@@ -110,14 +110,23 @@ class MacArray(wiring.Component):
 
     Results are read a row at a time: ``row_data[r]`` is the ``cols`` result codes of row r (lane
     c = column c), ``row_full[r]`` says all of them hold an undrained result, and ``clear_row[r]``
-    empties them. ``stall`` is high when some PE must write a result into a still-full register:
-    the owner must drop ``en`` until that row is drained. With dot products whose last steps enter
-    at least :func:`~fp8mac.hw.top.tile_spacing` cycles apart, every row ahead of the blocking one
-    in drain order is complete, so the stall always resolves by draining (the
+    empties them; ``row_full_next[r]`` is ``row_full[r]`` in the next cycle, and
+    ``clear_row_next[r]`` must be ``clear_row[r]`` in the next cycle (the owner decides its drain
+    a cycle ahead; a PE written in a cycle whose ``clear_row`` drains it keeps the new result).
+    The array stalls itself: ``en`` is a register (one in the array, a copy in
+    every row) that is low in a cycle in which some PE would have to write a result into a
+    still-full register, decided the cycle before from every PE's ``stall_next`` (registers,
+    ``en`` and ``clear_row`` only, so no combinational path runs from a PE through the whole
+    array back into every PE, and the enable's fan-out is a row's). ``stall`` is ``~en``. The
+    owner offers a step (``valid``) only in a cycle with ``en`` high, and drains rows in any
+    cycle. With dot products whose last steps enter at least
+    :func:`~fp8mac.hw.top.tile_spacing` cycles apart, every row ahead of the blocking one in
+    drain order is complete, so a stall always resolves by draining (the
     :class:`~fp8mac.hw.top.Accelerator` enforces that spacing).
 
-    Latency: the result of PE (r, c) is written ``r + c + 2`` cycles after the step that ends its
-    dot product entered (``r + c + 3`` with chunking on: the outer add).
+    Latency: the result of PE (r, c) is written ``r + c + 3`` cycles after the step that ends its
+    dot product entered (the outer add with chunking on; the write from the accumulator with
+    chunking off).
 
     With ``outer_adder = "row"`` the PEs have no outer adder: each row has one
     (:class:`~fp8mac.hw.adder.FloatAdder`, and one :class:`~fp8mac.hw.lfsr.Lfsr` seeded with
@@ -163,11 +172,13 @@ class MacArray(wiring.Component):
         wi, wa = config.dot * config.in_format.width, config.acc_format.width
         R, C = config.rows, config.cols
         super().__init__({
-            "en": In(1),
+            "en": Out(1),  # this cycle's enable (a register); stall = ~en
             "a": In(R * wi), "b": In(C * wi), "valid": In(1), "last": In(1),
             "row_data": Out(C * wa).array(R),
             "row_full": Out(1).array(R),
             "clear_row": In(1).array(R),
+            "row_full_next": Out(1).array(R),
+            "clear_row_next": In(1).array(R),
             "stall": Out(1),
         })
 
@@ -180,7 +191,11 @@ class MacArray(wiring.Component):
         cfg = self._config
         R, C = cfg.rows, cfg.cols
         wi = cfg.dot * cfg.in_format.width  # one lane: dot codes
-        en = self.en
+        # The enable is a register (reset high): the next cycle's is computed now from every PE's
+        # `stall_next` and registered here and, a copy each, in every row.
+        en, en_next = Signal(init=1), Signal()
+        m.d.sync += en.eq(en_next)
+        m.d.comb += [self.en.eq(en), self.stall.eq(~en)]
 
         def skew(name, lanes, width):
             """``lanes`` (a value of ``n * width`` bits) skewed: lane i through ``i + 1`` registers
@@ -213,10 +228,11 @@ class MacArray(wiring.Component):
         stall = []
         signature = _signature(ArrayRow, cfg) if self._module_prefix is not None else None
         for r in range(R):
-            ports = dict(en=en, a=a_rows[r], valid=valid_rows[r], last=last_rows[r], b_in=b[r],
+            ports = dict(en_next=en_next, a=a_rows[r], valid=valid_rows[r], last=last_rows[r], b_in=b[r],
                          b_out=b[r + 1], clear=self.clear_row[r], result=self.row_data[r],
-                         full=self.row_full[r], stall=Signal(name=f"stall_r{r}"))
-            stall.append(ports["stall"])
+                         full=self.row_full[r], stall_next=Signal(name=f"stall_next_r{r}"),
+                         full_next=self.row_full_next[r], clear_next=self.clear_row_next[r])
+            stall.append(ports["stall_next"])
             if self._seed_ports:
                 ports.update(ArrayRow.seed_port_values(cfg, r))
             name = f"row_r{r}"
@@ -224,7 +240,7 @@ class MacArray(wiring.Component):
                 instance(m, name, row_module_name(self._module_prefix), signature, ports)
             else:
                 submodule(m, name, ArrayRow(cfg, r, seed_ports=self._seed_ports), ports)
-        m.d.comb += self.stall.eq(Cat(stall).any())
+        m.d.comb += en_next.eq(~Cat(stall).any())
         return m
 
 
@@ -251,7 +267,9 @@ class ArrayRow(wiring.Component):
 
     Members
     -------
-    en : In(1)
+    en_next : In(1)
+        The array's enable in the next cycle: the row registers its own copy (reset high), which
+        drives its PEs and adder, so that no net of the array's enable spans more than a row.
     a : In(dot * in width)
         The row's A lane (``dot`` codes), ``valid`` and ``last``, already skewed.
     valid, last : In(1)
@@ -265,7 +283,11 @@ class ArrayRow(wiring.Component):
         Lane c: PE c's result.
     full : Out(1)
         Every PE of the row holds an undrained result.
-    stall : Out(1)
+    stall_next : Out(1)
+        Some PE of the row will have to write into a still-full register in the next cycle
+        (:class:`~fp8mac.hw.pe.ProcessingElement`'s ``stall_next``).
+    full_next, clear_next
+        ``full`` in the next cycle, and whether the row is drained in the next cycle.
         Some PE must write a result into a still-full register.
     lfsr_inner_start, lfsr_outer_start : In(cols * lfsr_width)
         Only with ``seed_ports``, one per stochastic stream of the PEs: lane c is PE c's
@@ -284,9 +306,10 @@ class ArrayRow(wiring.Component):
         self._module_prefix = module_prefix
         self._seed_ports = bool(seed_ports) or module_prefix is not None
         wi, wa, C = config.dot * config.in_format.width, config.acc_format.width, config.cols
-        members = {"en": In(1), "a": In(wi), "valid": In(1), "last": In(1),
+        members = {"en_next": In(1), "a": In(wi), "valid": In(1), "last": In(1),
                    "b_in": In(C * wi), "b_out": Out(C * wi), "clear": In(1),
-                   "result": Out(C * wa), "full": Out(1), "stall": Out(1)}
+                   "result": Out(C * wa), "full": Out(1), "stall_next": Out(1),
+                   "full_next": Out(1), "clear_next": In(1)}
         if self._seed_ports:
             members.update({port: In(C * config.lfsr_width)
                             for port in ProcessingElement.seed_port_values(config, 0, 0)})
@@ -325,17 +348,21 @@ class ArrayRow(wiring.Component):
         # a, valid and last enter PE c from the left (c = cols: they leave the row).
         a, valid, last = nets("a", wi, C + 1), nets("valid", 1, C + 1), nets("last", 1, C + 1)
         a[0], valid[0], last[0] = self.a, self.valid, self.last
-        full, stall = nets("full", 1, C), nets("stall", 1, C)
+        full, stall = nets("full", 1, C), nets("stall_next", 1, C)
+        full_next = nets("full_next", 1, C)
+        en = Signal(init=1)  # the row's copy of the array's enable
+        m.d.sync += en.eq(self.en_next)
         if row_outer:
             req, outer_a, outer_b = nets("outer_req", 1, C), nets("outer_a", wa, C), nets("outer_b", wa, C)
             outer_sum = Signal(wa, name="outer_sum")
         signature = _signature(ProcessingElement, cfg) if self._module_prefix is not None else None
         for c in range(C):
-            ports = dict(en=self.en, a_in=a[c], b_in=self.b_in[c * wi:(c + 1) * wi],
+            ports = dict(en=en, a_in=a[c], b_in=self.b_in[c * wi:(c + 1) * wi],
                          valid_in=valid[c], last_in=last[c], a_out=a[c + 1],
                          b_out=self.b_out[c * wi:(c + 1) * wi], valid_out=valid[c + 1],
                          last_out=last[c + 1], result=self.result[c * wa:(c + 1) * wa],
-                         full=full[c], clear=self.clear, stall_req=stall[c])
+                         full=full[c], clear=self.clear, stall_next=stall[c],
+                         full_next=full_next[c], clear_next=self.clear_next)
             if row_outer:
                 ports.update(outer_req=req[c], outer_a=outer_a[c], outer_b=outer_b[c],
                              outer_sum=outer_sum)
@@ -347,10 +374,11 @@ class ArrayRow(wiring.Component):
             else:
                 submodule(m, f"pe_c{c}", ProcessingElement(cfg, self._row, c,
                                                            seed_ports=self._seed_ports), ports)
-        m.d.comb += [self.full.eq(Cat(full).all()), self.stall.eq(Cat(stall).any())]
+        m.d.comb += [self.full.eq(Cat(full).all()), self.stall_next.eq(Cat(stall).any()),
+                     self.full_next.eq(Cat(full_next).all())]
         if row_outer:
             adder = RowOuterAdder(cfg, self._row, seed_port=self._seed_ports)
-            ports = dict(en=self.en, req=Cat(req), a=outer_a, b=outer_b, sum=outer_sum)
+            ports = dict(en=en, req=Cat(req), a=outer_a, b=outer_b, sum=outer_sum)
             if "row_lfsr_start" in self.signature.members:
                 ports["lfsr_start"] = self.row_lfsr_start
             submodule(m, "outer_add", adder, ports)

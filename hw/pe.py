@@ -76,10 +76,13 @@ class ProcessingElement(wiring.Component):
       step; the feeder must leave that cycle without a step (``valid_in`` low): the
       :class:`~fp8mac.hw.top.Accelerator` inserts one bubble per chunk.
     * ``result`` is written (and ``full`` set) in the outer-add cycle of the last chunk (chunking
-      off: in the last step's cycle), so the latency from the last step to ``full`` is 2 cycles
-      (1 with chunking off). ``clear`` empties the result register. A write that finds ``full``
-      still set cannot happen: ``stall_req`` is raised instead and the array's ``en`` must drop
-      until the result is drained.
+      off: in the cycle after the last step), so the latency from the last step to ``full`` is 2
+      cycles. ``clear`` empties the result register; a result written in a cycle with ``clear``
+      replaces the one drained. A write that finds ``full`` still set and no ``clear`` must not
+      happen: ``stall_next`` says one cycle ahead that it would, so that the array's ``en``, a
+      register, is low in that cycle and stays low until the result is drained. The owner
+      decides the drain a cycle ahead too (``clear_next`` is the next cycle's ``clear``, decided
+      from ``full_next``).
     * ``a_out``, ``b_out``, ``valid_out``, ``last_out`` are the inputs delayed by one cycle, for the
       right and lower neighbours.
 
@@ -111,8 +114,13 @@ class ProcessingElement(wiring.Component):
         ``result`` holds a result not yet drained.
     clear : In(1)
         Drain acknowledge: empties ``result``.
-    stall_req : Out(1)
-        The PE must write a result this cycle but ``full`` is still set.
+    full_next : Out(1)
+        ``full`` in the next cycle (given this cycle's ``en`` and ``clear``).
+    clear_next : In(1)
+        ``clear`` in the next cycle (the owner's drain decision, from ``full_next``).
+    stall_next : Out(1)
+        The PE will have to write a result in the next cycle into a register that is full and not
+        drained then: the array's ``en`` must be low in that cycle.
     outer_req, outer_a, outer_b : Out
         Only with ``outer_adder = "row"`` (the PE has no outer adder): an outer add is due this
         cycle, of ``outer_a`` (the outer sum so far, +0 for the first chunk) and ``outer_b`` (the
@@ -140,7 +148,8 @@ class ProcessingElement(wiring.Component):
             "en": In(1),
             "a_in": In(wi), "b_in": In(wi), "valid_in": In(1), "last_in": In(1),
             "a_out": Out(wi), "b_out": Out(wi), "valid_out": Out(1), "last_out": Out(1),
-            "result": Out(wa), "full": Out(1), "clear": In(1), "stall_req": Out(1),
+            "result": Out(wa), "full": Out(1), "clear": In(1), "stall_next": Out(1),
+            "full_next": Out(1), "clear_next": In(1),
         }
         if config.outer_placement == "row":
             members.update({"outer_req": Out(1), "outer_a": Out(wa), "outer_b": Out(wa),
@@ -255,8 +264,16 @@ class ProcessingElement(wiring.Component):
             m.d.sync += self.full.eq(0)
         with m.If(self.en & write):
             m.d.sync += [result.eq(write_value), self.full.eq(1)]
-        # A full register that is drained (clear) in this very cycle can take the new result.
-        m.d.comb += self.stall_req.eq(write & self.full & ~self.clear)
+        # The stall, one cycle ahead: will this PE have to write into a full register next cycle
+        # that is not drained in that cycle? `write` is a register (so is everything it depends
+        # on), so its next value is known now: `valid_in & last_in` if the array steps now,
+        # itself if it holds. `full` next cycle is kept unless drained now, and set if written
+        # now (a write under `en` is never blocked: `en` is high only if no PE was predicted to
+        # be). The drain is decided a cycle ahead too (`clear_next`), from `full_next`.
+        kept = self.full & ~self.clear
+        write_next = Mux(self.en, valid_in & last_in, write)
+        m.d.comb += [self.full_next.eq(Mux(self.en, write | kept, kept)),
+                     self.stall_next.eq(write_next & self.full_next & ~self.clear_next)]
 
         inner_stochastic = cfg.inner_rounding == "stochastic"
         outer_stochastic = STREAM_OUTER in cfg.stochastic_streams  # the PE's own outer stream
@@ -272,7 +289,13 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [lfsr.en.eq(step), mac.rand.eq(lfsr.value)]
             with m.If(step):
                 m.d.sync += [inner.eq(mac.result), fresh.eq(last_in)]
-            m.d.comb += [write.eq(valid_in & last_in), write_value.eq(mac.result)]
+            # The result is written the cycle after the last step, from `inner` (which a next
+            # dot product's first step overwrites only at the end of that cycle): `write` is a
+            # register, as the stall's prediction needs.
+            done = Signal()
+            with m.If(self.en):
+                m.d.sync += done.eq(step & last_in)
+            m.d.comb += [write.eq(done), write_value.eq(inner)]
             return m
 
         chunk = cfg.chunk // cfg.dot  # steps per chunk

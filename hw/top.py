@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,9 +46,11 @@ def port_list(config: MacConfig) -> list[dict]:
 def first_result_latency(config: MacConfig) -> int:
     """Cycles (in which the array is not stalled) from the clock edge that takes a tile's last
     operand beat to the first cycle in which its row 0 result beat is valid:
-    ``cols + 1 + pipeline``, plus 1 with chunking on (the outer add). Row r follows r cycles
-    after row 0."""
-    return config.cols + 1 + config.pipeline + (config.chunk is not None)
+    ``cols + 3 + pipeline`` (the last step reaches PE (0, cols-1) after ``cols`` cycles, which
+    writes its result register one cycle later: after the outer add with chunking on, from its
+    accumulator with chunking off; the row then moves into the output buffer). Row r follows r
+    cycles after row 0."""
+    return config.cols + 3 + config.pipeline
 
 
 def tile_spacing(rows: int, cols: int) -> int:
@@ -57,8 +59,9 @@ def tile_spacing(rows: int, cols: int) -> int:
 
     A stall freezes the whole array, so when a PE must write tile u's result over tile u-1's
     undrained one, every row ahead of it in drain order must already be complete, or the drain
-    waits on a frozen row forever. PE (r, c) writes ``r + c + 2`` cycles after the step that ends
-    its dot product enters (+1 with chunking, the same for every tile), so with tile ends T:
+    waits on a frozen row forever. PE (r, c) writes ``r + c + 3`` cycles after the step that ends
+    its dot product enters (the same for every tile; written ``r + c + 2`` here, the constant
+    cancels), so with tile ends T:
 
     * the drain may be at row r of tile u-1 when PE (r, 0) writes tile u, at ``T_u + r + 2``; that
       row's last PE wrote at ``T_(u-1) + r + cols + 1``, earlier iff ``T_u - T_(u-1) >= cols``;
@@ -91,7 +94,11 @@ class Accelerator(wiring.Component):
     Flow control: any stall stalls the whole array (a PE whose result register is still full, the
     result stream's backpressure reaching back); no beat is lost, duplicated or reordered under
     any valid/ready pattern, and the results do not depend on the pattern (LFSRs advance only on
-    real roundings). Two rules keep the array exact and deadlock-free, at the cost of idle steps:
+    real roundings). The stall is registered: the array decides in each cycle whether it will
+    step in the next one (:class:`MacArray`), so ``s_axis_*_tready`` depend on registers and
+    the other stream's ``tvalid`` only; results leave through a two-entry output buffer, so
+    ``m_axis_c_*`` are registers and a row moves into it (freeing the row's PEs) whenever it will
+    have room, whatever ``m_axis_c_tready`` does in that cycle. Two rules keep the array exact and deadlock-free, at the cost of idle steps:
     a tile's last beat enters at least :func:`tile_spacing` cycles after the previous tile's last
     beat (``max(cols, ceil((rows + cols - 1) / 2))``; only tiles with a K below it pay for it), and
     with the ``shared-adder`` PE one bubble follows each chunk's last beat (the cycle in which
@@ -100,9 +107,8 @@ class Accelerator(wiring.Component):
     PE per cycle; with ``chunk / dot >= cols``, checked by the configuration, only a tile's short
     last chunk can wait).
 
-    Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 1`` cycles after
-    its last operand beat is taken (``cols + 2`` with chunking on: the outer add), plus
-    ``pipeline`` (:func:`first_result_latency`); row r is ready r cycles after row 0, so a tile's
+    Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 3`` cycles after
+    its last operand beat is taken, plus ``pipeline`` (:func:`first_result_latency`); row r is ready r cycles after row 0, so a tile's
     ``rows`` result beats can leave back to back. Pipeline stages delay every PE alike, so the
     tile spacing and the throughput (one step per cycle) do not change.
 
@@ -137,8 +143,7 @@ class Accelerator(wiring.Component):
         R, C = cfg.rows, cfg.cols
         m.submodules.array = array = MacArray(cfg, **self._array_options)
 
-        en = Signal()
-        m.d.comb += en.eq(~array.stall)
+        en = array.en  # a register: the array decided in the previous cycle whether to stall
 
         # Spacing of tile ends: array cycles since the last tile's last beat, saturating at G.
         G = tile_spacing(R, C)
@@ -154,7 +159,7 @@ class Accelerator(wiring.Component):
             fire.eq(self.s_axis_a_tvalid & self.s_axis_b_tvalid & take),
             self.s_axis_a_tready.eq(self.s_axis_b_tvalid & take),
             self.s_axis_b_tready.eq(self.s_axis_a_tvalid & take),
-            array.en.eq(en), array.valid.eq(fire), array.last.eq(self.s_axis_a_tlast),
+            array.valid.eq(fire), array.last.eq(self.s_axis_a_tlast),
             array.a.eq(self.s_axis_a_tdata), array.b.eq(self.s_axis_b_tdata),
         ]
         with m.If(en):
@@ -178,12 +183,38 @@ class Accelerator(wiring.Component):
         with m.If(fire & (self.s_axis_a_tlast != self.s_axis_b_tlast)):
             m.d.sync += self.err_tlast.eq(1)
 
-        # Drain: one beat per row, in order.
-        row = Signal(range(R))
-        m.d.comb += [self.m_axis_c_tdata.eq(Array(array.row_data)[row]),
-                     self.m_axis_c_tvalid.eq(Array(array.row_full)[row]),
-                     self.m_axis_c_tlast.eq(row == R - 1)]
-        with m.If(self.m_axis_c_tvalid & self.m_axis_c_tready):
-            m.d.comb += Array(array.clear_row)[row].eq(1)
-            m.d.sync += row.eq(Mux(row == R - 1, 0, row + 1))
+        # Drain: one beat per row, in order, through a two-entry output buffer, so that
+        # m_axis_c comes from registers and the array learns a cycle ahead which row it loses:
+        # `pull` (a register) moves row `row` into the buffer and clears it in the PEs; the next
+        # cycle's pull is decided now, when that row will be full then and the buffer will have
+        # room then (this cycle's tready counted).
+        wa = cfg.acc_format.width
+        row = Signal(range(R))                 # the next row to pull
+        pull = Signal()                        # this cycle: row `row` moves into the buffer
+        count = Signal(range(3))               # beats in the buffer
+        beats = [Signal(C * wa + 1, name=f"out_beat{i}", reset_less=True) for i in range(2)]
+        pop, pull_next = Signal(), Signal()
+        row_next, count_next = Signal.like(row), Signal.like(count)
+        beat = Cat(Array(array.row_data)[row], row == R - 1)  # data, tlast
+        m.d.comb += [
+            self.m_axis_c_tvalid.eq(count != 0),
+            self.m_axis_c_tdata.eq(beats[0][:C * wa]), self.m_axis_c_tlast.eq(beats[0][C * wa]),
+            pop.eq(self.m_axis_c_tvalid & self.m_axis_c_tready),
+            Array(array.clear_row)[row].eq(pull),
+            row_next.eq(Mux(pull, Mux(row == R - 1, 0, row + 1), row)),
+            count_next.eq(count + pull - pop),
+            pull_next.eq(Array(array.row_full_next)[row_next] & (count_next < 2)),
+            Array(array.clear_row_next)[row_next].eq(pull_next),
+        ]
+        m.d.sync += [row.eq(row_next), pull.eq(pull_next), count.eq(count_next)]
+        # The buffer: beats[0] is the head; a pull lands behind what stays (never a third beat).
+        with m.If(pop):
+            m.d.sync += beats[0].eq(Mux(pull & (count == 1), beat, beats[1]))
+            with m.If(pull & (count == 2)):
+                m.d.sync += beats[1].eq(beat)
+        with m.Elif(pull):
+            with m.If(count == 0):
+                m.d.sync += beats[0].eq(beat)
+            with m.Else():
+                m.d.sync += beats[1].eq(beat)
         return m

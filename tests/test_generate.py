@@ -60,12 +60,13 @@ def test_generate_row_outer_adder(tmp_path):
     piped = tmp_path / "piped"
     assert main(["generate", "--out", str(piped), "--rows", "2", "--cols", "2", "--chunk", "off",
                  "--pipeline", "3"]) == 0
-    # cols + 1 + 3 stages, no outer add.
-    assert json.loads((piped / "manifest.json").read_text())["timing"]["first_result_latency"] == 2 + 1 + 3
+    # cols + 3 + 3 stages (no outer add, but the write from the accumulator takes its place).
+    assert json.loads((piped / "manifest.json").read_text())["timing"]["first_result_latency"] == 2 + 3 + 3
     man = json.loads((out / "manifest.json").read_text())
     assert man["config"]["outer_adder"] == "row" and man["config"]["dot"] == 2
-    # Latency: cols + 1, + 1 for the outer add (chunking on), + 0 pipeline stages.
-    assert man["timing"]["first_result_latency"] == 4 + 1 + 1
+    # Latency: cols + 3 (the last step reaches the row's last PE, its outer add, the output
+    # buffer), + 0 pipeline stages.
+    assert man["timing"]["first_result_latency"] == 4 + 3
     assert man["timing"]["macs_per_cycle_per_pe"] == 2
     assert "outer" not in man["lfsr"]["stream_seeds"]  # no per-PE outer stream
     assert man["outer_placement"] == "row"

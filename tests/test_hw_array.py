@@ -201,15 +201,15 @@ def test_cycles_close_to_ideal(seed, pipeline):
     _, cycles = run_accelerator(cfg, a, b, seed, (0, 0, 0))
     ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows + pipeline
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
-    # Exactly: one step per cycle (T K), then the last tile's first result cols + 2 + pipeline
+    # Exactly: one step per cycle (T K), then the last tile's first result cols + 3 + pipeline
     # cycles after its last beat (chunking on; test_first_result_latency) and its rows result beats.
-    assert cycles == 4 * 16 + (cfg.cols + 2 + pipeline) + cfg.rows - 1, cycles
+    assert cycles == 4 * 16 + (cfg.cols + 3 + pipeline) + cfg.rows - 1, cycles
 
 
 @pytest.mark.parametrize("chunk,pipeline", [(None, 0), (4, 0), (None, 2), (4, 3)])
 def test_first_result_latency(chunk, pipeline):
-    """Row 0's result beat is valid cols + 1 + pipeline cycles after the last operand beat (+1
-    with chunks): the documented latency (``fp8mac.hw.top.first_result_latency``)."""
+    """Row 0's result beat is valid cols + 3 + pipeline cycles after the last operand beat, with
+    chunks or without: the documented latency (``fp8mac.hw.top.first_result_latency``)."""
     from fp8mac.hw.top import first_result_latency
 
     cfg = MacConfig(rows=3, cols=4, chunk=chunk, pipeline=pipeline)
@@ -239,5 +239,5 @@ def test_first_result_latency(chunk, pipeline):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert seen["latency"] == cfg.cols + 1 + (chunk is not None) + pipeline
+    assert seen["latency"] == cfg.cols + 3 + pipeline
     assert first_result_latency(cfg) == seen["latency"]
