@@ -116,7 +116,8 @@ for _d in DOTS:
 PIPELINES = (1, 2, 3)
 #: Pipeline depths (issue 13) of the default FP8 PE and the FP16 baseline; depth 0 is "fp8" and
 #: "fp16_fp32".
-PIPE_PES = [Design(f"pipe{n}_{base}", f"{label}, pipeline {n}", "pe", (config.replace(pipeline=n),), ("asic",))
+PIPE_PES = [Design(f"pipe{n}_{base}", f"{label}, pipeline {n}", "pe", (config.replace(pipeline=n),),
+                   ("asic", "ice40"))
             for n in PIPELINES for base, label, config in (
                 ("fp8", "FP8 e5m2 -> fp16_ibm (default)", DEFAULT),
                 ("fp16", "FP16 x FP16 -> FP32", DEFAULT.replace(in_format="fp16", acc_format="fp32").plain()))]
@@ -131,7 +132,8 @@ def _pipeline_section(res):
              "accumulation loop; the loop (accumulator + step, normalize, round, write back) stays "
              "one cycle (ARCHITECTURE.md §5). OpenSTA Fmax of the PE, osu018.", "",
              "| depth | FP8 area (um^2) | FP8 Fmax (MHz) | FP8 GMAC/s per mm^2 | FP16 area (um^2) | "
-             "FP16 Fmax (MHz) | FP16 GMAC/s per mm^2 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "FP16 Fmax (MHz) | FP16 GMAC/s per mm^2 | FP8 iCE40 Fmax (MHz) | FP16 iCE40 Fmax (MHz) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     have = False
     for n, (k8, k16) in keys.items():
         cells = []
@@ -140,6 +142,7 @@ def _pipeline_section(res):
             tpa = fmax / area * 1e3 if area and fmax else None
             cells += [_fmt(area), _fmt(fmax, 1), _fmt(tpa, 2)]
             have = have or (n > 0 and area is not None)
+        cells += [_fmt(_v(res.get(key), "ice40", "fmax"), 1) for key in (k8, k16)]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     if not have:
         return []

@@ -404,8 +404,8 @@ def test_pipeline_section_lists_each_depth():
     res = {"fp8": rep(1000.0, 50.0), "fp16_fp32": rep(2000.0, 40.0), "pipe1_fp8": rep(1100.0, 100.0)}
     md = "\n".join(sc._pipeline_section(res))
     # 50 MHz / 1000 um^2 = 50 GMAC/s per mm^2; 100 / 1100 = 90.91.
-    assert "| 0 | 1,000 | 50.0 | 50.00 | 2,000 | 40.0 | 20.00 |" in md
-    assert "| 1 | 1,100 | 100.0 | 90.91 | n/a | n/a | n/a |" in md
+    assert "| 0 | 1,000 | 50.0 | 50.00 | 2,000 | 40.0 | 20.00 | n/a | n/a |" in md
+    assert "| 1 | 1,100 | 100.0 | 90.91 | n/a | n/a | n/a | n/a | n/a |" in md
     assert sc._pipeline_section({"fp8": rep(1000.0, 50.0)}) == []  # nothing pipelined: no section
 
 
