@@ -32,8 +32,12 @@ def row_module_name(prefix: str) -> str:
 class RowOuterAdder(wiring.Component):
     """One array row's outer (chunk) adder, for ``outer_placement == "row"``: ``sum = round(a +
     b)`` of whichever PE requests it (the others drive zeros, so ``a`` and ``b`` are ORed), with
-    one LFSR (stream ``STREAM_ROW_OUTER`` of the row) when the outer rounding is stochastic; the
-    LFSR draws once per cycle with ``en`` and a request. Combinational but for the LFSR.
+    one LFSR (stream ``STREAM_ROW_OUTER`` of the row) when the outer rounding is stochastic.
+
+    Two stages: a request (``req``, ``a``, ``b``) is registered in a cycle with ``en``, and its
+    ``sum`` is valid in the next cycle with ``en`` (the LFSR draws then), so neither the request
+    mux across the row nor the sum's broadcast back to the row's PEs shares a cycle with the
+    adder's whole depth.
 
     Parameters
     ----------
@@ -53,6 +57,7 @@ class RowOuterAdder(wiring.Component):
     a, b : In(acc_format width).array(cols)
         Each PE's operands, zero when it does not request.
     sum : Out(acc_format width)
+        The sum of the request registered in the previous cycle with ``en``.
     lfsr_start : In(lfsr_width)
         Only with ``seed_port`` and a stochastic outer rounding.
     """
@@ -85,7 +90,12 @@ class RowOuterAdder(wiring.Component):
         a = b = 0
         for c in range(cfg.cols):
             a, b = a | self.a[c], b | self.b[c]
-        m.d.comb += [add.a.eq(a), add.b.eq(b), self.sum.eq(add.result)]
+        w = cfg.acc_format.width
+        a_q, b_q = Signal(w, reset_less=True), Signal(w, reset_less=True)  # the request, registered
+        req_q = Signal()
+        with m.If(self.en):
+            m.d.sync += [a_q.eq(a), b_q.eq(b), req_q.eq(self.req.any())]
+        m.d.comb += [add.a.eq(a_q), add.b.eq(b_q), self.sum.eq(add.result)]
         if stochastic:
             if self._seed_port:
                 m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, None)
@@ -93,7 +103,7 @@ class RowOuterAdder(wiring.Component):
             else:
                 seed = stream_seed(cfg.seed, self._row, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
                 m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
-            m.d.comb += [lfsr.en.eq(self.en & self.req.any()), add.rand.eq(lfsr.value)]
+            m.d.comb += [lfsr.en.eq(self.en & req_q), add.rand.eq(lfsr.value)]
         return m
 
 
@@ -131,8 +141,9 @@ class MacArray(wiring.Component):
     With ``outer_adder = "row"`` the PEs have no outer adder: each row has one
     (:class:`~fp8mac.hw.adder.FloatAdder`, and one :class:`~fp8mac.hw.lfsr.Lfsr` seeded with
     ``stream_seed(seed, r, 0, STREAM_ROW_OUTER)`` when the outer rounding is stochastic) that adds
-    the chunk sum of whichever PE asks (``outer_req``) in the cycle it asks, with the same timing as
-    a PE's own adder. The owner must end chunks at least ``cols`` steps apart (the
+    the chunk sum of whichever PE asks (``outer_req``), the sum coming back in the next cycle (a
+    cycle later than a PE's own adder). The owner must end chunks at least ``max(cols, 2)`` steps
+    apart (the
     :class:`~fp8mac.hw.top.Accelerator` does): PE (r, c) asks ``c`` cycles after PE (r, 0), so no
     two PEs of a row ask in one cycle, and they ask in column order, the order in which
     :func:`~fp8mac.model.gemm.mac_gemm` hands out the row's draws.
@@ -251,7 +262,7 @@ class ArrayRow(wiring.Component):
     PE c (submodule ``pe_c<c>``) takes A, ``valid`` and ``last`` from PE c-1 (PE 0 from the
     row's inputs) and B lane c from ``b_in``, and passes B on to ``b_out`` (one register, in the
     PE): the row below's ``b_in``. The adder (submodule ``outer_add``) serves the PE that
-    requests an outer add, in the same cycle.
+    requests an outer add, its sum coming back the next cycle.
 
     Parameters
     ----------

@@ -59,7 +59,8 @@ class ProcessingElement(wiring.Component):
     stochastic MAC step and once per stochastic outer add, never on stalls or idle cycles. With
     ``config.outer_placement == "row"`` the PE has no outer adder and no outer LFSR: it hands its
     outer adds to its row's :class:`~fp8mac.hw.array.RowOuterAdder` (``outer_req``, ``outer_a``,
-    ``outer_b``, ``outer_sum``) in the cycle its own adder would have done them.
+    ``outer_b``, ``outer_sum``) in the cycle its own adder would have done them, and takes the
+    sum, registered and added by the row, one cycle later.
 
     Timing (all registers advance only when ``en`` is high; ``en`` low freezes the PE):
 
@@ -127,8 +128,8 @@ class ProcessingElement(wiring.Component):
         chunk's inner sum), each an ``acc_format`` code, zero when ``outer_req`` is low (so a row
         can OR them together).
     outer_sum : In(acc_format width)
-        Only with ``outer_adder = "row"``: the rounded sum, from the row's adder, in the same
-        cycle.
+        Only with ``outer_adder = "row"``: the rounded sum of the request made in the previous
+        cycle with ``en``, from the row's two-stage adder.
     lfsr_inner_start, lfsr_outer_start : In(lfsr_width)
         Only with ``seed_ports``, one per stochastic stream of the PE (:data:`LFSR_PORTS`): the
         LFSR's :func:`~fp8mac.hw.lfsr.start_state` for the stream's seed at the PE's position
@@ -271,7 +272,9 @@ class ProcessingElement(wiring.Component):
         # now (a write under `en` is never blocked: `en` is high only if no PE was predicted to
         # be). The drain is decided a cycle ahead too (`clear_next`), from `full_next`.
         kept = self.full & ~self.clear
-        write_next = Mux(self.en, valid_in & last_in, write)
+        write_step = Signal()  # `write` next cycle if the array steps now (set by each variant)
+        m.d.comb += write_step.eq(valid_in & last_in)
+        write_next = Mux(self.en, write_step, write)
         m.d.comb += [self.full_next.eq(Mux(self.en, write | kept, kept)),
                      self.stall_next.eq(write_next & self.full_next & ~self.clear_next)]
 
@@ -318,7 +321,11 @@ class ProcessingElement(wiring.Component):
         m.d.comb += outer_acc.eq(Mux(first_chunk, 0, outer))
 
         if cfg.outer_placement == "row":
-            # The outer add happens in the row's adder (MacArray), in this same cycle.
+            # The outer add happens in the row's adder, which registers the request (this
+            # cycle's outer and inner sums) and adds in the next cycle, when its sum comes back
+            # (`outer_sum`) and is taken into `outer` (and the result register, for the last
+            # chunk). A PE's chunk ends are at least 2 steps apart (MacConfig), so the next
+            # request reads the updated `outer`.
             mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             m.submodules.mac = mac
             m.d.comb += [mac.acc.eq(Mux(chunk_start, 0, inner)), self.outer_req.eq(pend),
@@ -326,7 +333,16 @@ class ProcessingElement(wiring.Component):
             if inner_stochastic:
                 li = self._lfsr(m, "lfsr_inner", STREAM_INNER)
                 m.d.comb += [li.en.eq(step), mac.rand.eq(li.value)]
-            step_result, outer_result = mac.result, self.outer_sum
+            back, back_last = Signal(), Signal()  # the row's sum is this PE's (of its last chunk)
+            with m.If(self.en):
+                m.d.sync += [back.eq(pend), back_last.eq(pend & pend_last)]
+            with m.If(step):
+                m.d.sync += inner.eq(mac.result)
+            with m.If(self.en & back):
+                m.d.sync += [outer.eq(self.outer_sum), first_chunk.eq(back_last)]
+            m.d.comb += [write.eq(back & back_last), write_value.eq(self.outer_sum),
+                         write_step.eq(pend & pend_last)]
+            return m
         elif cfg.pe == "two-adder":
             mac = inner_unit(cfg.inner_rounding, rbits if inner_stochastic else None)
             add = FloatAdder(facc, cfg.outer_rounding, rbits if outer_stochastic else None)

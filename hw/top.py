@@ -46,11 +46,12 @@ def port_list(config: MacConfig) -> list[dict]:
 def first_result_latency(config: MacConfig) -> int:
     """Cycles (in which the array is not stalled) from the clock edge that takes a tile's last
     operand beat to the first cycle in which its row 0 result beat is valid:
-    ``cols + 3 + pipeline`` (the last step reaches PE (0, cols-1) after ``cols`` cycles, which
-    writes its result register one cycle later: after the outer add with chunking on, from its
-    accumulator with chunking off; the row then moves into the output buffer). Row r follows r
-    cycles after row 0."""
-    return config.cols + 3 + config.pipeline
+    ``cols + 3 + pipeline``, plus 1 with the row's outer adder (the last step reaches PE (0,
+    cols-1) after ``cols`` cycles, which writes its result register one cycle later: after its
+    outer add with chunking on, from its accumulator with chunking off; the row adder's sum
+    comes a cycle later; the row then moves into the output buffer). Row r follows r cycles
+    after row 0."""
+    return config.cols + 3 + config.pipeline + (config.outer_placement == "row")
 
 
 def tile_spacing(rows: int, cols: int) -> int:
@@ -103,12 +104,13 @@ class Accelerator(wiring.Component):
     beat (``max(cols, ceil((rows + cols - 1) / 2))``; only tiles with a K below it pay for it), and
     with the ``shared-adder`` PE one bubble follows each chunk's last beat (the cycle in which
     every PE's adder does its outer add). With ``outer_adder = "row"`` a beat that ends a chunk
-    enters at least ``cols`` cycles after the previous one that did (the row's adder serves one
-    PE per cycle; with ``chunk / dot >= cols``, checked by the configuration, only a tile's short
-    last chunk can wait).
+    enters at least ``max(cols, 2)`` cycles after the previous one that did (the row's adder
+    serves one PE per cycle, in two stages; with ``chunk / dot >= max(cols, 2)``, checked by the
+    configuration, only a tile's short last chunk can wait).
 
     Latency, without stalls: a tile's first result beat (row 0) is valid ``cols + 3`` cycles after
-    its last operand beat is taken, plus ``pipeline`` (:func:`first_result_latency`); row r is ready r cycles after row 0, so a tile's
+    its last operand beat is taken, plus ``pipeline``, plus 1 with the row's outer adder
+    (:func:`first_result_latency`); row r is ready r cycles after row 0, so a tile's
     ``rows`` result beats can leave back to back. Pipeline stages delay every PE alike, so the
     tile spacing and the throughput (one step per cycle) do not change.
 
@@ -174,12 +176,14 @@ class Accelerator(wiring.Component):
             with m.If(en):
                 m.d.sync += bubble.eq(fire & chunk_end)
         if cfg.outer_placement == "row":
-            # A row's outer adder serves its PEs' chunk ends one per cycle, column after column:
-            # chunk ends enter at least `cols` array cycles apart (only short last chunks wait).
-            cgap = Signal(range(C + 1), init=C)
-            m.d.comb += chunk_ok.eq((cgap >= C) | ~chunk_end)
+            # A row's outer adder serves its PEs' chunk ends one per cycle, column after column,
+            # and takes two cycles: chunk ends enter at least max(cols, 2) array cycles apart
+            # (only short last chunks wait).
+            G2 = max(C, 2)
+            cgap = Signal(range(G2 + 1), init=G2)
+            m.d.comb += chunk_ok.eq((cgap >= G2) | ~chunk_end)
             with m.If(en):
-                m.d.sync += cgap.eq(Mux(fire & chunk_end, 1, Mux(cgap < C, cgap + 1, cgap)))
+                m.d.sync += cgap.eq(Mux(fire & chunk_end, 1, Mux(cgap < G2, cgap + 1, cgap)))
         with m.If(fire & (self.s_axis_a_tlast != self.s_axis_b_tlast)):
             m.d.sync += self.err_tlast.eq(1)
 

@@ -104,8 +104,9 @@ class MacConfig:
     outer_adder : {"auto", "pe", "row"}
         Where the outer (chunk) sums are added: in every PE, or in one adder per array row that
         serves the row's PEs in turn, since each PE needs it only once per chunk. ``"row"`` needs
-        chunking, the two-adder PE and ``chunk / dot >= cols`` (a row's PEs end their chunks one
-        cycle apart, and every PE's chunk must end before the next one starts). The row's adder
+        chunking, the two-adder PE and ``chunk / dot >= max(cols, 2)`` (a row's PEs end their
+        chunks one cycle apart, every PE's chunk must end before the next one starts, and the
+        row's adder takes two cycles: request registered, then the add). The row's adder
         draws its stochastic bits from one LFSR per row (stream
         :data:`~fp8mac.model.lfsr.STREAM_ROW_OUTER`), which changes which random bits each outer
         sum gets (:func:`~fp8mac.model.gemm.mac_gemm` defines them), not the scheme. ``"auto"``
@@ -180,9 +181,10 @@ class MacConfig:
                 raise ValueError("outer_adder 'row' needs chunking: chunk is off")
             if self.pe != "two-adder":
                 raise ValueError(f"outer_adder 'row' goes with pe two-adder, not {self.pe!r}")
-            if self.chunk // self.dot < self.cols:
+            if self.chunk // self.dot < max(self.cols, 2):
                 raise ValueError(f"outer_adder 'row': chunk / dot ({self.chunk} / {self.dot}) must be at least "
-                                 f"cols ({self.cols}), one chunk end per column before the next chunk ends")
+                                 f"max(cols, 2) = {max(self.cols, 2)}: one chunk end per column before the "
+                                 f"next chunk ends, and two cycles for the row's adder")
         if not isinstance(self.top, str) or not _VERILOG_ID.match(self.top):
             raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
         if self.top in VERILOG_KEYWORDS:
@@ -192,10 +194,11 @@ class MacConfig:
     def outer_placement(self) -> str:
         """Where the outer sums are added, ``"row"`` or ``"pe"``: ``outer_adder`` with ``"auto"``
         resolved (row wherever chunking is on, the PE is the two-adder one and
-        ``chunk / dot >= cols``)."""
+        ``chunk / dot >= max(cols, 2)``)."""
         if self.outer_adder != "auto":
             return self.outer_adder
-        row_ok = self.chunk is not None and self.pe == "two-adder" and self.chunk // self.dot >= self.cols
+        row_ok = (self.chunk is not None and self.pe == "two-adder"
+                  and self.chunk // self.dot >= max(self.cols, 2))
         return "row" if row_ok else "pe"
 
     @property

@@ -65,8 +65,8 @@ def test_generate_row_outer_adder(tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     assert man["config"]["outer_adder"] == "row" and man["config"]["dot"] == 2
     # Latency: cols + 3 (the last step reaches the row's last PE, its outer add, the output
-    # buffer), + 0 pipeline stages.
-    assert man["timing"]["first_result_latency"] == 4 + 3
+    # buffer), + 1 for the row adder's two stages, + 0 pipeline stages.
+    assert man["timing"]["first_result_latency"] == 4 + 3 + 1
     assert man["timing"]["macs_per_cycle_per_pe"] == 2
     assert "outer" not in man["lfsr"]["stream_seeds"]  # no per-PE outer stream
     assert man["outer_placement"] == "row"
@@ -107,7 +107,7 @@ BAD = [
     (["--pipeline", "9"], r"pipeline must be in 0\.\.8, not 9"),
     (["--pipeline", "-1"], r"pipeline must be in 0\.\.8, not -1"),
     (["--outer-adder", "column"], r"outer_adder must be one of auto, pe, row, not 'column'"),
-    (["--outer-adder", "row", "--chunk", "16", "--dot", "4"], r"outer_adder 'row': chunk / dot \(16 / 4\) must be at least cols \(8\)"),
+    (["--outer-adder", "row", "--chunk", "16", "--dot", "4"], r"outer_adder 'row': chunk / dot \(16 / 4\) must be at least max\(cols, 2\) = 8"),
     (["--dot", "128"], r"dot must be a power of two in 1\.\.64, not 128"),
     (["--dot", "0"], r"dot must be a power of two in 1\.\.64, not 0"),
     (["--dot", "8", "--chunk", "12"], r"chunk must be a multiple of dot \(8\), not 12"),

@@ -202,17 +202,21 @@ def test_cycles_close_to_ideal(seed, pipeline):
     ideal = 4 * 16 + cfg.rows + cfg.cols + 2 + cfg.rows + pipeline
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
     # Exactly: one step per cycle (T K), then the last tile's first result cols + 3 + pipeline
-    # cycles after its last beat (chunking on; test_first_result_latency) and its rows result beats.
-    assert cycles == 4 * 16 + (cfg.cols + 3 + pipeline) + cfg.rows - 1, cycles
+    # cycles after its last beat, + 1 with the row's two-stage outer adder (the default here;
+    # test_first_result_latency), and its rows result beats.
+    assert cfg.outer_placement == "row"
+    assert cycles == 4 * 16 + (cfg.cols + 3 + pipeline + 1) + cfg.rows - 1, cycles
 
 
-@pytest.mark.parametrize("chunk,pipeline", [(None, 0), (4, 0), (None, 2), (4, 3)])
-def test_first_result_latency(chunk, pipeline):
+@pytest.mark.parametrize("chunk,pipeline,outer", [(None, 0, "auto"), (4, 0, "row"), (4, 0, "pe"),
+                                                  (None, 2, "auto"), (4, 3, "row")])
+def test_first_result_latency(chunk, pipeline, outer):
     """Row 0's result beat is valid cols + 3 + pipeline cycles after the last operand beat, with
-    chunks or without: the documented latency (``fp8mac.hw.top.first_result_latency``)."""
+    chunks (in the PE) or without, + 1 with the row's outer adder (two stages): the documented
+    latency (``fp8mac.hw.top.first_result_latency``)."""
     from fp8mac.hw.top import first_result_latency
 
-    cfg = MacConfig(rows=3, cols=4, chunk=chunk, pipeline=pipeline)
+    cfg = MacConfig(rows=3, cols=4, chunk=chunk, pipeline=pipeline, outer_adder=outer)
     dut = Accelerator(cfg)
     (t,) = tiles(np.zeros((3, 5), int), np.zeros((5, 4), int), cfg)
     seen = {}
@@ -239,5 +243,5 @@ def test_first_result_latency(chunk, pipeline):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert seen["latency"] == cfg.cols + 3 + pipeline
+    assert seen["latency"] == cfg.cols + 3 + pipeline + (cfg.outer_placement == "row")
     assert first_result_latency(cfg) == seen["latency"]

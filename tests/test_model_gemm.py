@@ -375,7 +375,9 @@ def test_row_outer_adder_draws_in_chunk_then_column_order(fields, shape, rng):
     (dict(outer_adder="column"), "outer_adder must be one of auto, pe, row, not 'column'"),
     (dict(outer_adder="row", chunk=None), "outer_adder 'row' needs chunking: chunk is off"),
     (dict(outer_adder="row", pe="shared-adder"), "outer_adder 'row' goes with pe two-adder"),
-    (dict(outer_adder="row", cols=8, chunk=32, dot=8), r"chunk / dot \(32 / 8\) must be at least cols \(8\)"),
+    (dict(outer_adder="row", cols=8, chunk=32, dot=8), r"chunk / dot \(32 / 8\) must be at least max\(cols, 2\) = 8"),
+    # one column, chunk ends every step: the row adder's two stages need two
+    (dict(outer_adder="row", cols=1, chunk=4, dot=4), r"chunk / dot \(4 / 4\) must be at least max\(cols, 2\) = 2"),
 ])
 def test_row_outer_adder_constraints(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -694,3 +696,13 @@ def test_layer_bad_input(call, match):
 def test_im2col_stride_zero():
     with pytest.raises(ValueError, match=r"stride"):
         layers.im2col(np.zeros((1, 1, 4, 4)), 2, 2, stride=0)
+
+
+def test_auto_outer_adder_needs_two_steps_per_chunk():
+    """``auto`` puts the outer adder in the row only where a PE's chunk ends are at least two
+    steps apart (the row adder's two stages) and cols apart."""
+    assert MacConfig(cols=1, chunk=2).outer_placement == "row"
+    assert MacConfig(cols=1, chunk=1).outer_placement == "pe"
+    assert MacConfig(cols=1, chunk=8, dot=8).outer_placement == "pe"
+    assert MacConfig(cols=4, chunk=4).outer_placement == "row"
+    assert MacConfig(cols=4, chunk=2).outer_placement == "pe"
