@@ -5,7 +5,8 @@ The clock of an array is its PE's: the array adds registers only (operand skew, 
 and one global stall, whose fan-out the report measures separately (``make synth``). A depth's
 Fmax is the OpenSTA figure of the documented ASIC flow (:mod:`fp8mac.hw.synth`: Yosys + abc on
 the OSU 0.18 um cells, ideal clock, no wire load), measured by synthesizing the PE; results are
-cached under ``build/timing/`` by configuration, so asking again costs nothing.
+cached under ``build/timing/`` by configuration and by the source of :mod:`fp8mac.hw` (the
+hardware and the flow), so asking again costs nothing and a changed design is measured again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def pe_fmax(config: MacConfig, cache_dir=None) -> float:
     from .synth import SynthError, synthesize_block
 
     key = json.dumps(config.replace(top="fp8mac_timing").to_dict(), sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(key.encode() + _hw_source_digest()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir is not None else build_root() / "timing"
     entry = root / f"{digest}.json"
     if entry.exists():
@@ -54,6 +55,14 @@ def pe_fmax(config: MacConfig, cache_dir=None) -> float:
         raise SynthError(f"--target-mhz needs OpenSTA's Fmax, which is unavailable: {why}")
     entry.write_text(json.dumps({"config": key, "fmax_mhz": fmax}) + "\n")
     return fmax
+
+
+def _hw_source_digest() -> bytes:
+    """A digest of every module of :mod:`fp8mac.hw` (the hardware and the synthesis flow)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.digest()
 
 
 def choose_pipeline(config: MacConfig, target_mhz, fmax: Callable[[MacConfig], float] = pe_fmax,

@@ -65,6 +65,22 @@ def test_real_fmax_is_measured_and_cached(tmp_path):
     assert pe_fmax(config, cache_dir=tmp_path) == 12345.0
 
 
+def test_cache_key_changes_with_the_hardware_source(tmp_path, monkeypatch):
+    """A cached Fmax is only reused for the same fp8mac.hw source: an edited design (or flow)
+    is measured again, not answered from an old entry."""
+    from fp8mac.hw import timing
+
+    config = MacConfig(rows=1, cols=1)
+    calls = []
+    monkeypatch.setattr("fp8mac.hw.synth.synthesize_block",
+                        lambda cfg, block, out, targets: calls.append(out) or {"asic": {"fmax": {"value": 50.0}}})
+    assert pe_fmax(config, cache_dir=tmp_path) == 50.0
+    assert pe_fmax(config, cache_dir=tmp_path) == 50.0 and len(calls) == 1  # cached
+    monkeypatch.setattr(timing, "_hw_source_digest", lambda: b"an edited pe.py")
+    assert pe_fmax(config, cache_dir=tmp_path) == 50.0 and len(calls) == 2  # measured again
+    assert len(set(calls)) == 2
+
+
 def test_cli_target_chooses_and_records_the_depth(tmp_path):
     out = tmp_path / "gen"
     status, stdout, stderr = run_cli("generate", "--out", str(out), "--rows", "1", "--cols", "1",
