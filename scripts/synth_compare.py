@@ -155,6 +155,15 @@ def _pipeline_section(res):
             lines += ["", f"The 8 x 8 array ({how} synthesis, pipeline 0): {f:.1f} MHz, {f / pe:.0%} of "
                           f"its PE slot's {pe:.1f} MHz (the PE alone: {_fmt(pe_alone, 1)} MHz); critical "
                           f"path `{path.get('startpoint', '?')}` -> `{path.get('endpoint', '?')}`."]
+    hier, flat = _v(res.get("array8x8"), "asic", "fmax"), _v(res.get("array8x8_flat"), "asic", "fmax")
+    if hier and flat and flat < hier:
+        lines += ["", f"The flat netlist's critical path is not the stall, the reset or the drain: "
+                      f"it runs register to register through about 80 gates of floating-point "
+                      f"arithmetic (a PE's step or its row's outer add), which ABC maps with more "
+                      f"gate levels when it maps all 64 PEs at once than when it maps the PE and "
+                      f"row modules once each (the hierarchical run): {flat:.1f} against "
+                      f"{hier:.1f} MHz for the same design. The hierarchical flow, the usual one "
+                      f"for arrays, keeps the PE's clock."]
     lines += ["", "What keeps the array at its PE's clock (issue 13): the flow buffers high-fan-out "
                   "nets (`abc -constr`: buffer, upsize, dnsize; before, an unbuffered INVX1 on `rst` "
                   "drove every flip-flop of the flat 8 x 8 array, which timed at 5.2 MHz); only "
@@ -548,10 +557,12 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
              "job(s), other work on the machine included",
              "- Flows: generic = `synth -flatten -noshare`, flip-flops legalized to plain D flip-flops, `abc -g "
              "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX`, `stat -tech cmos`; asic = `dfflibmap` + `abc "
-             "-liberty` + `stat -liberty`, critical path from OpenSTA (ideal clock, no wire load, IO "
-             "delays 0); ice40 = `synth_ice40` (no DSPs), Fmax from nextpnr-ice40 on an HX8K with the "
+             "-liberty -constr` (ABC's timing script: buffering and gate sizing; inputs driven by "
+             "BUFX2, outputs loaded with 10 fF) + `stat -liberty`, critical path from OpenSTA (ideal "
+             "clock, no wire load, the same drive and load, IO delays 0); ice40 = `synth_ice40` (no DSPs), Fmax from nextpnr-ice40 on an HX8K with the "
              "design's IO serialized by shift registers (see `fp8mac.hw.synth`)",
-             "- Reproduce one figure: `fp8mac synth --block pe [--in-format ...] --out DIR`", ""]
+             "- Reproduce one figure: `fp8mac synth --block pe [--in-format ...] --out DIR`; an "
+             "array as generated: `fp8mac synth --rows N --cols N --hierarchical --out DIR`", ""]
     if failures:
         lines += ["**Failed designs:** " + "; ".join(f"{k}: {e}" for k, e in failures.items()), ""]
     lines += ["## Ratios against the goals", "",
@@ -673,7 +684,7 @@ def _analysis(res, ratios):
     if all(a.values()):
         core = a["mul_e5m2"] + a["mac_fp16ibm_e5m2"]
         lines += ["", (
-            f"Done this round: the outer adder and the LFSR moved out of the PE into one per row "
+            f"Done in issue 12: the outer adder and the LFSR moved out of the PE into one per row "
             f"(`outer_adder`, the default now): {a['fp8_pe_outer']:,.0f} -> {a['fp8']:,.0f} um^2 per PE "
             f"({a['fp8_pe_outer'] / a['fp8']:.2f}x), the scheme unchanged (chunk {DEFAULT.chunk}, "
             f"stochastic chunk sums from an LFSR). What is left is the floor of a PE that rounds every "
