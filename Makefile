@@ -49,7 +49,8 @@ $(SYSSTAMP): | $(PY)
 	@$(NOWARN) APT_GET='$(APT_GET)' AS_ROOT='$(AS_ROOT)' sh scripts/sysdeps.sh $@ $(SYSDEPS)
 
 # -n auto: one pytest-xdist worker per core (design generation and simulator builds lock their
-# folders, so workers share them safely); 4.6 against 9.5 minutes on two cores.
+# folders, so workers share them safely). A fresh clone on two cores: 6.2 minutes, install
+# included (pytest 5.6), against 10.0 (9.5) run serially.
 test: install
 	$(PYTEST) -q -n auto
 
