@@ -80,7 +80,20 @@ class MacConfig:
         Array shape, 1..64 each. Processing element (r, c) owns output (tile_row*rows + r,
         tile_col*cols + c).
     in_format, acc_format : str or FloatFormat
-        Operand and accumulator formats (preset names or FloatFormat values).
+        Operand and accumulator formats (preset names or FloatFormat values). ``in_format`` is
+        the shorthand for both operand streams: the format of every stream not given its own
+        below.
+    a_format, b_format : str, FloatFormat or None
+        The A stream's and the B stream's operand formats (HFP8 training multiplies E4M3 by E5M2
+        in its backward and weight-gradient GEMMs); ``None`` (default) means ``in_format``. After
+        construction both are always FloatFormat values. When they agree, ``in_format`` is set to
+        that format too, so ``in_format`` is the operand format of every single-format
+        configuration (whether its formats were given as ``in_format`` or as the two streams').
+        When they differ (:attr:`mixed_formats`), ``in_format`` is only the shorthand as given,
+        not the format of either stream necessarily: code that handles operands must read
+        ``a_format`` and ``b_format``. :meth:`replace` with ``in_format`` sets both streams
+        unless ``a_format`` / ``b_format`` are given in the same call (``dataclasses.replace``
+        does not know this rule: it keeps the old streams' formats).
     chunk : int or None
         Products per inner accumulation chunk (>= 1, a multiple of ``dot``); ``None`` turns
         chunking off (one plain accumulator, no outer sum).
@@ -133,6 +146,8 @@ class MacConfig:
     cols: int = 8
     in_format: FloatFormat | str = "fp8_e5m2"
     acc_format: FloatFormat | str = "fp16_ibm"
+    a_format: FloatFormat | str | None = None
+    b_format: FloatFormat | str | None = None
     chunk: int | None = 64
     dot: int = 1
     inner_rounding: str = "nearest"
@@ -151,7 +166,14 @@ class MacConfig:
         set_("cols", _int("cols", self.cols, 1, MAX_ARRAY_DIM))
         set_("in_format", format_by_name(self.in_format, "in_format"))
         set_("acc_format", format_by_name(self.acc_format, "acc_format"))
-        check_format_pair(self.acc_format, self.in_format)
+        for field in ("a_format", "b_format"):
+            value = getattr(self, field)
+            set_(field, self.in_format if value is None else format_by_name(value, field))
+        if self.a_format == self.b_format:
+            set_("in_format", self.a_format)  # both streams given alike: the shorthand is theirs
+            check_format_pair(self.acc_format, self.in_format)
+        else:
+            check_format_pair(self.acc_format, self.a_format, self.b_format, names=("a_format", "b_format"))
         if self.chunk is not None:
             set_("chunk", _int("chunk", self.chunk, 1, 1 << 30))
         dot = self.dot
@@ -202,6 +224,11 @@ class MacConfig:
         return "row" if row_ok else "pe"
 
     @property
+    def mixed_formats(self) -> bool:
+        """Whether the two operand streams have different formats (``a_format != b_format``)."""
+        return self.a_format != self.b_format
+
+    @property
     def macs_per_cycle(self) -> int:
         """Products a processing element consumes per step: ``dot``."""
         return self.dot
@@ -226,6 +253,11 @@ class MacConfig:
         return ()
 
     def replace(self, **changes) -> "MacConfig":
+        """A copy with ``changes``; ``in_format`` sets both operand streams' formats unless
+        ``a_format`` / ``b_format`` are changed in the same call (as at construction)."""
+        if "in_format" in changes:
+            for field in ("a_format", "b_format"):
+                changes.setdefault(field, None)
         return dataclasses.replace(self, **changes)
 
     def plain(self) -> "MacConfig":
@@ -236,10 +268,17 @@ class MacConfig:
                             outer_adder="auto")
 
     def to_dict(self) -> dict:
+        """Every field, formats as preset names or spelled out; ``a_format`` / ``b_format`` only
+        where they differ from ``in_format`` (so a single-format configuration's dict, and the
+        manifests written from it, hold the same keys as before the two fields existed)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("in_format", "acc_format"):
-            fmt = d[key]
-            d[key] = fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()
+        for key in ("a_format", "b_format"):
+            if d[key] == self.in_format:
+                del d[key]
+        for key in ("in_format", "acc_format", "a_format", "b_format"):
+            if key in d:
+                fmt = d[key]
+                d[key] = fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()
         return d
 
     @classmethod

@@ -39,8 +39,9 @@ are exact only when ``e = 0``.
 :func:`~fp8mac.model.gemm.mac_gemm`), :func:`dot_plan`, :func:`split`, :func:`dot_pair`:
 
 * Every term is an integer multiple of ``2**Q`` and below ``2**M`` in magnitude: for the
-  products of ``in_fmt`` (``Q_p = 2 (emin - m)``, ``M_p = 2 (emax + 1)``), for the accumulator
-  (``Q_a = emin - m``, ``M_a = emax + 1``). For any format here every sum and error below is a
+  products of ``in_fmt`` (``Q_p = 2 (emin - m)``, ``M_p = 2 (emax + 1)``; for products of two
+  formats, mixed operand streams, the sums of the two formats' ``emin - m`` and ``emax + 1``),
+  for the accumulator (``Q_a = emin - m``, ``M_a = emax + 1``). For any format here every sum and error below is a
   multiple of ``2**-600`` and below ``2**600``: float64 neither overflows nor underflows.
 * :func:`split` cuts ``x`` into ``hi``, ``x`` rounded to a multiple of ``2**S`` (``(x + C) - C``
   with ``C = 1.5 * 2**(S + 52)``, exact for ``|x| <= 2**(S + 51)``), and ``lo = x - hi``, exact,
@@ -100,10 +101,13 @@ class DotPlan(NamedTuple):
     acc_on_grid: bool  # the accumulator is split too (else added by TwoSums)
 
 
-def dot_plan(acc_fmt: FloatFormat, in_fmt: FloatFormat, d: int) -> DotPlan | None:
-    """The exact float64 scheme for d-term steps of ``in_fmt`` products into ``acc_fmt``, or
-    ``None`` if the module docstring's bounds exclude one."""
-    qp, mp = 2 * (in_fmt.emin - in_fmt.man_bits), 2 * (in_fmt.emax + 1)
+def dot_plan(acc_fmt: FloatFormat, in_fmt: FloatFormat, d: int, b_fmt: FloatFormat | None = None) -> DotPlan | None:
+    """The exact float64 scheme for d-term steps of ``in_fmt`` products (``in_fmt`` times
+    ``b_fmt`` when given: mixed operand formats) into ``acc_fmt``, or ``None`` if the module
+    docstring's bounds exclude one."""
+    b_fmt = in_fmt if b_fmt is None else b_fmt
+    qp = (in_fmt.emin - in_fmt.man_bits) + (b_fmt.emin - b_fmt.man_bits)
+    mp = (in_fmt.emax + 1) + (b_fmt.emax + 1)
     qa, ma = acc_fmt.emin - acc_fmt.man_bits, acc_fmt.emax + 1
     g = d.bit_length()  # ceil(log2(d + 1)): d products and the accumulator
     q, m = min(qp, qa), max(mp, ma)

@@ -6,6 +6,8 @@ The rules, which the hardware follows:
   order (tile ``t = tile_row * n_tile_cols + tile_col``). Processing element (r, c) computes output
   ``(tile_row * rows + r, tile_col * cols + c)``. Lanes beyond M or N (padding) compute on zero
   operands and their results are dropped.
+* **Formats.** A's codes are in ``config.a_format``, B's in ``config.b_format`` (both
+  ``in_format`` unless the configuration mixes them); every product is exact whatever the pair.
 * **Steps** (dot width ``d = config.dot``, ARCHITECTURE.md §3b). The dot product of length K is
   completed with +0 products to ``Kp = ceil(K / d) * d`` (A's columns and B's rows padded with
   code 0), and a *step* consumes d consecutive products: ``S = Kp / d`` steps per output. With
@@ -67,11 +69,12 @@ _BLOCK = 16384  # outputs per block of the K loop (cache-sized)
 
 
 class _IntKernel:
-    """The definition: exact integers (:mod:`fp8mac.model.rounding`), state kept unpacked."""
+    """The definition: exact integers (:mod:`fp8mac.model.rounding`), state kept unpacked.
+    ``fa``, ``fb``: the A and B operands' formats."""
 
-    def __init__(self, fin, facc, rbits):
-        self.fin, self.facc, self.rbits = fin, facc, rbits
-        self.table = _product_table(fin) if fin.width <= 8 else None
+    def __init__(self, fa, fb, facc, rbits):
+        self.fa, self.fb, self.facc, self.rbits = fa, fb, facc, rbits
+        self.table = _product_table(fa, fb) if fa.width <= 8 and fb.width <= 8 else None
 
     def zero(self, shape):
         f = self.facc
@@ -81,10 +84,10 @@ class _IntKernel:
 
     def product(self, a_col, b_row, shape):
         if self.table is not None:
-            idx = (a_col << self.fin.width) | b_row
+            idx = (a_col << self.fb.width) | b_row
             return Unpacked(*(x[idx] for x in self.table[0])), self.table[1][idx]
-        fin = self.fin
-        return mul_exact(fin.unpack(np.broadcast_to(a_col, shape)), fin.unpack(np.broadcast_to(b_row, shape))), None
+        return mul_exact(self.fa.unpack(np.broadcast_to(a_col, shape)),
+                         self.fb.unpack(np.broadcast_to(b_row, shape))), None
 
     def add(self, acc, x, rounding, rand):
         exact, sticky = add_exact(acc[0], x[0], acc[1], x[1])
@@ -94,10 +97,10 @@ class _IntKernel:
         """One d-term step: ``a_cols`` (rows x d) and ``b_rows`` (d x N) codes."""
         a3, b3 = a_cols[:, :, None], b_rows[None, :, :]
         if self.table is not None:
-            prod = Unpacked(*(x[(a3 << self.fin.width) | b3] for x in self.table[0]))
+            prod = Unpacked(*(x[(a3 << self.fb.width) | b3] for x in self.table[0]))
         else:
             shape = (a3.shape[0], a3.shape[1], b3.shape[2])
-            prod = mul_exact(self.fin.unpack(np.broadcast_to(a3, shape)), self.fin.unpack(np.broadcast_to(b3, shape)))
+            prod = mul_exact(self.fa.unpack(np.broadcast_to(a3, shape)), self.fb.unpack(np.broadcast_to(b3, shape)))
         terms = Unpacked(*(np.concatenate([u[:, None, :], p], axis=1) for u, p in zip(acc[0], prod)))
         exact, sticky = sum_exact(terms, axis=1)
         return round_unpacked(self.facc, exact, sticky, rounding, rand, self.rbits, checked=True), None
@@ -108,16 +111,18 @@ class _IntKernel:
 
 class _FloatKernel:
     """:mod:`fp8mac.model.fastpath`: float64 state, TwoSum, exact pair rounding; d-term steps
-    through the products' exact split sums (:func:`~fp8mac.model.fastpath.dot_pair`)."""
+    through the products' exact split sums (:func:`~fp8mac.model.fastpath.dot_pair`).
+    ``fa``, ``fb``: the A and B operands' formats (a product of two formats of at most 24
+    significand bits each is exact in float64 as well)."""
 
-    def __init__(self, fin, facc, rbits, dot=1):
-        self.fin, self.facc, self.rbits = fin, facc, rbits
+    def __init__(self, fa, fb, facc, rbits, dot=1):
+        self.fa, self.fb, self.facc, self.rbits = fa, fb, facc, rbits
         self.table = None
-        self.plan = fastpath.dot_plan(facc, fin, dot) if dot > 1 else None
-        if fin.width <= 8:
-            v = fin.decode(np.arange(1 << fin.width))
+        self.plan = fastpath.dot_plan(facc, fa, dot, fb) if dot > 1 else None
+        if fa.width <= 8 and fb.width <= 8:
+            va, vb = fa.decode(np.arange(1 << fa.width)), fb.decode(np.arange(1 << fb.width))
             with np.errstate(invalid="ignore"):
-                self.table = np.multiply.outer(v, v).ravel()  # exact; 0 * inf = NaN
+                self.table = np.multiply.outer(va, vb).ravel()  # exact; 0 * inf = NaN
                 if self.plan is not None:
                     self.hi, self.lo = fastpath.split(self.table, self.plan.split)
 
@@ -126,9 +131,9 @@ class _FloatKernel:
 
     def product(self, a_col, b_row, shape):
         if self.table is not None:
-            return self.table[(a_col << self.fin.width) | b_row]
+            return self.table[(a_col << self.fb.width) | b_row]
         with np.errstate(invalid="ignore"):
-            return self.fin.decode(a_col) * self.fin.decode(b_row)
+            return self.fa.decode(a_col) * self.fb.decode(b_row)
 
     def add(self, acc, x, rounding, rand):
         with np.errstate(invalid="ignore"):
@@ -140,10 +145,10 @@ class _FloatKernel:
         a3, b3 = a_cols[:, :, None], b_rows[None, :, :]
         if self.table is None:
             with np.errstate(invalid="ignore"):
-                s, e = fastpath.dot_sum(self.plan, acc, self.fin.decode(a3) * self.fin.decode(b3), axis=1)
+                s, e = fastpath.dot_sum(self.plan, acc, self.fa.decode(a3) * self.fb.decode(b3), axis=1)
             return fastpath.round_pair(self.facc, s, e, rounding, rand, self.rbits)
         # the same as dot_sum, with the products' split parts looked up
-        idx = (a3 << self.fin.width) | b3
+        idx = (a3 << self.fb.width) | b3
         with np.errstate(invalid="ignore"):
             H = self.hi[idx].sum(axis=1)
             L = self.lo[idx].sum(axis=1, initial=-0.0)  # -0 iff every lo is (NumPy starts from +0)
@@ -157,27 +162,31 @@ class _FloatKernel:
         return self.facc.encode(state)
 
 
-def _product_table(fmt):
-    """Exact products of every pair of codes of a small format, indexed ``a << width | b``, and
-    their top exponents."""
-    codes = np.arange(1 << fmt.width)
-    a, b = np.meshgrid(codes, codes, indexing="ij")
-    u = mul_exact(fmt.unpack(a.ravel()), fmt.unpack(b.ravel()))
+def _product_table(fa, fb):
+    """Exact products of every pair of codes of two small formats (``a`` in ``fa``, ``b`` in
+    ``fb``), indexed ``a << fb.width | b``, and their top exponents."""
+    a, b = np.meshgrid(np.arange(1 << fa.width), np.arange(1 << fb.width), indexing="ij")
+    u = mul_exact(fa.unpack(a.ravel()), fb.unpack(b.ravel()))
     return Unpacked(*(np.ascontiguousarray(x) for x in u)), top_exponent(u)
 
 
 def float_kernel_applies(config: MacConfig) -> bool:
     """Whether ``mac_gemm``'s float64 kernel is exact for ``config``: acc ``man_bits + rbits <= 52``
     (:func:`fastpath.supported`) and, for ``dot > 1``, an exact scheme for the d-term steps
-    (:func:`fastpath.dot_plan`; fp8 and fp16 operands into every preset accumulator)."""
+    (:func:`fastpath.dot_plan`; fp8 and fp16 operands into every preset accumulator). Mixed
+    operand formats (``a_format != b_format``) change neither condition's form: products of two
+    formats are exact in float64 and ``dot_plan`` takes the two formats' bounds."""
     rb = config.rbits if config.stochastic_streams or config.row_streams else None
     if not fastpath.supported(config.acc_format, rb):
         return False
-    return config.dot == 1 or fastpath.dot_plan(config.acc_format, config.in_format, config.dot) is not None
+    return config.dot == 1 or fastpath.dot_plan(config.acc_format, config.a_format, config.dot,
+                                                config.b_format) is not None
 
 
 def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> np.ndarray:
-    """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)`` given as in_format codes.
+    """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)``: A given as
+    ``config.a_format`` codes, B as ``config.b_format`` codes (both ``in_format`` unless the
+    configuration mixes formats).
 
     ``kernel`` selects the arithmetic: ``"int"`` is the definition (:mod:`fp8mac.model.rounding`),
     ``"float"`` the faster :mod:`fp8mac.model.fastpath` proven equal to it; ``None`` (default)
@@ -190,9 +199,9 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
     """
     if not isinstance(config, MacConfig):
         raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
-    fin, facc = config.in_format, config.acc_format
-    a = check_codes(fin, a_codes, "a_codes")
-    b = check_codes(fin, b_codes, "b_codes")
+    fa, fb, facc = config.a_format, config.b_format, config.acc_format
+    a = check_codes(fa, a_codes, "a_codes")
+    b = check_codes(fb, b_codes, "b_codes")
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"a_codes and b_codes must be 2-D (M x K and K x N), got shapes {a.shape} and {b.shape}")
     (M, K), (K2, N) = a.shape, b.shape
@@ -244,9 +253,10 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
             facc, rb if config.stochastic_streams or config.row_streams else None):
         raise ValueError(f"kernel='float' needs acc man_bits + rbits <= 52, not {facc.man_bits} + {rb}")
     if kernel == "float" and not float_kernel_applies(config):
+        operands = fa.label if fa == fb else f"{fa.label} x {fb.label}"
         raise ValueError(f"kernel='float' has no exact float64 scheme for dot={d} steps of "
-                         f"{fin.label} products into {facc.label} (fastpath.dot_plan)")
-    ops = _FloatKernel(fin, facc, rb, d) if kernel == "float" else _IntKernel(fin, facc, rb)
+                         f"{operands} products into {facc.label} (fastpath.dot_plan)")
+    ops = _FloatKernel(fa, fb, facc, rb, d) if kernel == "float" else _IntKernel(fa, fb, facc, rb)
     out = np.empty((Mp, Np), dtype=facc.code_dtype)
     # Outputs are independent: run the K loop on blocks of rows small enough to stay in cache.
     rows_per_block = max(1, _BLOCK // Np)

@@ -39,11 +39,12 @@ def quantize(x, fmt: FloatFormat, top_exp=None, rounding="nearest", rand=None, r
 def operand_top_exp(config: MacConfig, k: int) -> int:
     """Where :func:`gemm_layer` puts each operand's largest magnitude (``2**top``).
 
-    High in the input format's range (half its top exponent) but low enough that a sum of ``k``
-    largest products stays two binades below the accumulator's largest value.
+    High in the input formats' range (half the smaller top exponent of the A and B formats) but
+    low enough that a sum of ``k`` largest products stays two binades below the accumulator's
+    largest value.
     """
     room = (config.acc_format.emax - 2 - int(np.ceil(np.log2(max(k, 1))))) // 2
-    return int(min(config.in_format.emax // 2, room))
+    return int(min(min(config.a_format.emax, config.b_format.emax) // 2, room))
 
 
 @dataclass
@@ -54,7 +55,7 @@ class LayerGemm:
     ----------
     name : str
     a_codes, b_codes : ndarray
-        Operands in the input format (A scaled by ``scale_a``, B by ``scale_b``).
+        Operands in the A and B formats (A scaled by ``scale_a``, B by ``scale_b``).
     codes : ndarray
         The result codes the array must produce (``mac_gemm``).
     values : ndarray
@@ -93,15 +94,15 @@ def gemm_layer(name, a, b, config: MacConfig) -> LayerGemm:
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"{name}: operands must be M x K and K x N, got {a.shape} and {b.shape}")
-    fin = config.in_format
+    fa, fb = config.a_format, config.b_format
     top = operand_top_exp(config, a.shape[1])
-    a_codes, sa = quantize(a, fin, top)
-    b_codes, sb = quantize(b, fin, top)
+    a_codes, sa = quantize(a, fa, top)
+    b_codes, sb = quantize(b, fb, top)
     codes = mac_gemm(a_codes, b_codes, config)
     unscale = 1.0 / (sa * sb)
     values = config.acc_format.decode(codes) * unscale
-    aq = fin.decode(a_codes).astype(np.float32)
-    bq = fin.decode(b_codes).astype(np.float32)
+    aq = fa.decode(a_codes).astype(np.float32)
+    bq = fb.decode(b_codes).astype(np.float32)
     fp32_q = (aq @ bq).astype(np.float64) * unscale
     fp32 = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float64)
     return LayerGemm(name, a_codes, b_codes, sa, sb, codes, values, fp32_q, fp32)
