@@ -116,7 +116,11 @@ def config_from_args(args) -> MacConfig:
                 values["chunk"] = int(chunk)
             except ValueError:
                 raise ValueError(f"chunk must be an integer >= 1 or 'off', not {chunk!r}") from None
-    return MacConfig.from_dict(values)
+    from .pe import check_single_format
+
+    config = MacConfig.from_dict(values)
+    check_single_format(config)
+    return config
 
 
 def _format_entry(fmt: FloatFormat) -> dict:

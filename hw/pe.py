@@ -19,7 +19,7 @@ from .formats import format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import Lfsr, start_state
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS"]
+__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "check_single_format"]
 
 LFSR_PORTS = (("lfsr_inner", STREAM_INNER), ("lfsr_outer", STREAM_OUTER))
 """A PE's own LFSRs (submodule name, model stream); a seed-port PE has ``<name>_start`` ports
@@ -33,6 +33,16 @@ def step_addend_layout(config: MacConfig):
     if config.dot == 1:
         return FloatMultiplier.product_layout(config.in_format)
     return ProductSum.sum_layout(config.in_format, config.dot)
+
+
+def check_single_format(config: MacConfig) -> None:
+    """ValueError unless both operand streams have one format: the model computes mixed formats
+    (``a_format`` != ``b_format``, issue 16), the hardware does not yet, and must not build a
+    single-format array for such a configuration."""
+    if config.mixed_formats:
+        raise ValueError(f"a_format ({config.a_format.label}) and b_format ({config.b_format.label}) "
+                         f"differ: the hardware takes one operand format for both streams so far "
+                         f"(the golden model computes mixed formats; issue 16)")
 
 
 class ProcessingElement(wiring.Component):
@@ -139,6 +149,7 @@ class ProcessingElement(wiring.Component):
     def __init__(self, config: MacConfig, row: int = 0, col: int = 0, *, seed_ports: bool = False):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+        check_single_format(config)
         if not (0 <= row < config.rows and 0 <= col < config.cols):
             raise ValueError(f"(row, col) must lie in the {config.rows} x {config.cols} array, not ({row}, {col})")
         self._config = config

@@ -126,6 +126,33 @@ def test_bad_input_exit_2_one_line_no_partial_files(tmp_path, args, message):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("command", ["generate", "synth"])
+def test_mixed_operand_formats_are_refused_by_the_hardware(tmp_path, command):
+    """The model computes a_format != b_format (issue 16), the hardware not yet: a config file
+    asking for it exits 2 with one line naming both fields, writes nothing, and the PE refuses
+    it too (rather than building a single-format array)."""
+    from fp8mac.hw.pe import ProcessingElement
+
+    cfg = tmp_path / "mixed.toml"
+    cfg.write_text('a_format = "fp8_e4m3"\nb_format = "fp8_e5m2"\n')
+    out = tmp_path / "o"
+    status, stdout, stderr = run_cli(command, "--config", str(cfg), "--out", str(out))
+    assert (status, stdout) == (2, "")
+    assert stderr.startswith("fp8mac: error: a_format (fp8_e4m3) and b_format (fp8_e5m2) differ")
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+    import gc
+    import warnings
+
+    from fp8mac.hw.pe import check_single_format
+
+    with warnings.catch_warnings():  # the half-built PE is never elaborated: collect it quietly
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="a_format .* and b_format .* differ"):
+            ProcessingElement(MacConfig(a_format="fp8_e5m2", b_format="fp8_e4m3"))
+        gc.collect()
+    check_single_format(MacConfig(a_format="fp8_e4m3", b_format="fp8_e4m3"))  # one format: fine
+
+
 def test_bad_dot_is_one_line_naming_dot(tmp_path):
     status, stdout, stderr = run_cli("generate", "--out", str(tmp_path / "o"), "--dot", "3")
     assert (status, stdout) == (2, "")
