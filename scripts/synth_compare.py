@@ -184,8 +184,20 @@ def _pipeline_section(res):
               "without changing what is computed per cycle. What would pass it: interleaving I "
               "independent dot products per PE (the loop then has I cycles and can be cut into I "
               "stages; the array's tile grows to rows x I), or a faster loop (a dual-path "
-              "near/far adder, leading-zero anticipation).", ""]
-    return lines
+              "near/far adder, leading-zero anticipation)."]
+    loop = _v(res.get("pipe1_fp8"), "asic", "critical_path")
+    if loop:
+        # An estimate, not a measurement: the loop cut into I equal stages, each paying a
+        # flip-flop's clock-to-Q and setup again (osu018 DFFPOSX1: about 0.2 + 0.2 ns).
+        est = {i: 1000.0 / (loop / i + 0.4) for i in (2, 3, 4)}
+        lines += ["", f"Estimate from this run (not a measurement): the pipelined PE's loop is "
+                      f"{loop:.2f} ns; cut into I equal stages, each paying about 0.4 ns of "
+                      f"flip-flop overhead again, it would allow "
+                      + ", ".join(f"{f:.0f} MHz at I = {i}" for i, f in est.items())
+                      + ". The issue's 180 MHz needs I >= 2 at least, 3 with margin for "
+                      "unequal stages; each extra output costs the PE an accumulator and its "
+                      "stage registers, and the operand streams must carry I rows per column."]
+    return lines + [""]
 
 
 def _dot_rows(res):
