@@ -60,3 +60,23 @@ def test_large_array_gemm_on_verilator(name, fields, seed):
     assert stats["tiles"] == 4 and stats["macs"] == m * k * n
     print(f"\n{name}: build {stats['build_seconds']:.0f} s, {stats['cycles']} cycles, "
           f"{stats['cycles_per_second']:.0f} cycles/s (FP8MAC_SEED={stats['seed']})")
+
+
+@pytest.mark.skipif(TIER != "full", reason="layer workloads at 32 x 32: FP8MAC_TIER=full (make regress)")
+@pytest.mark.parametrize("workload", ["mlp.fc1.forward", "mlp.fc2.weight_grad", "conv.im2col"])
+def test_layer_workload_on_a_32x32_array(workload, seed):
+    """Real layer GEMMs (the digits MLP's forward and weight-gradient GEMMs, a convolution as
+    im2col; ``sim.workloads`` at size "full") through a 32 x 32 array on Verilator, bit for bit
+    against mac_gemm, with random pauses on every stream."""
+    from fp8mac.sim.workloads import build_workload
+
+    config = MacConfig(rows=32, cols=32)
+    layer = build_workload(workload, config, seed, "full")
+    got, stats = run_gemm_on_simulator(config, layer.a_codes, layer.b_codes, sim="verilator",
+                                       seed=seed % 2**32, design=ensure_design(config),
+                                       pauses=("random", "random", "random"), quiet=True)
+    np.testing.assert_array_equal(got, mac_gemm(layer.a_codes, layer.b_codes, config))
+    m, k = layer.a_codes.shape
+    assert stats["macs"] == m * k * layer.b_codes.shape[1]
+    print(f"\n{workload} {m}x{k}x{layer.b_codes.shape[1]} on 32 x 32: {stats['cycles']} cycles "
+          f"(FP8MAC_SEED={stats['seed']})")
