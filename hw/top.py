@@ -211,11 +211,10 @@ class Accelerator(wiring.Component):
             Array(array.clear_row_next)[row_next].eq(pull_next),
         ]
         m.d.sync += [row.eq(row_next), pull.eq(pull_next), count.eq(count_next)]
-        # The buffer: beats[0] is the head; a pull lands behind what stays (never a third beat).
+        # The buffer: beats[0] is the head; a pull lands behind what stays. A pull only comes
+        # with count < 2 (decided on count_next < 2), so there is never a third beat.
         with m.If(pop):
             m.d.sync += beats[0].eq(Mux(pull & (count == 1), beat, beats[1]))
-            with m.If(pull & (count == 2)):
-                m.d.sync += beats[1].eq(beat)
         with m.Elif(pull):
             with m.If(count == 0):
                 m.d.sync += beats[0].eq(beat)

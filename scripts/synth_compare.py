@@ -456,7 +456,7 @@ def _array_rows(res, arrays, flat):
         row = {"n": n}
         hier = res.get(f"array{n}x{n}")
         if hier is not None and pe:
-            top = DEFAULT.replace(top=f"fp8mac_array{n}x{n}").top
+            top = f"fp8mac_array{n}x{n}"  # as _array names it
             mods = {k: v.get("value") for k, v in (hier.get("asic", {}).get("modules") or {}).items()}
             total = _v(hier, "asic", "area")
             row.update(total=total, over=total / (n * n * pe) - 1, fmax=_v(hier, "asic", "fmax"),
