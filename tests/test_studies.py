@@ -213,7 +213,11 @@ def test_vrr_model_matches_a_simulation_of_its_assumptions(rng):
     se = math.sqrt(np.var(s_hat * s - retained * s * s) / trials) / (s * s).mean()
     model = bw.vrr_model(n, m)
     assert 1 - model > 0.02  # a point where the model predicts a real loss
-    assert abs(model - retained) < 4 * se + 0.002
+    # The closed form is an approximation of this process: over 30 seeds it overestimates the
+    # simulated retention by 0.014 on average here (z = 1.9 +- 1.1; the bound used to be
+    # 4 se + 0.002, which by that spread about one seed in 70 fails, e.g. FP8MAC_SEED=1529269896), so the
+    # bound admits that bias and then four standard errors of noise.
+    assert abs(model - retained) < 4 * se + 0.015, (model, retained, se)
 
 
 def test_bitwidth_quick(tmp_path):
