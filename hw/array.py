@@ -8,11 +8,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.model.config import MacConfig
-from fp8mac.model.lfsr import STREAM_ROW_OUTER, stream_seed
+from fp8mac.model.lfsr import STREAM_ROW_OUTER
 
 from .adder import FloatAdder
 from .emit import check_verilog_name
-from .lfsr import Lfsr, start_state
+from .lfsr import stream_lfsr, stream_start
 from .pe import ProcessingElement
 
 __all__ = ["MacArray", "ArrayRow", "RowOuterAdder", "pe_module_name", "row_module_name"]
@@ -78,8 +78,7 @@ class RowOuterAdder(wiring.Component):
         without a stochastic outer rounding)."""
         if STREAM_ROW_OUTER not in config.row_streams:
             return {}
-        seed = stream_seed(config.seed, row, 0, STREAM_ROW_OUTER, config.lfsr_width)
-        return {"lfsr_start": start_state(seed, config.lfsr_width, config.rbits)}
+        return {"lfsr_start": stream_start(config, row, 0, STREAM_ROW_OUTER)}
 
     def elaborate(self, platform):
         m = Module()
@@ -97,12 +96,8 @@ class RowOuterAdder(wiring.Component):
             m.d.sync += [a_q.eq(a), b_q.eq(b), req_q.eq(self.req.any())]
         m.d.comb += [add.a.eq(a_q), add.b.eq(b_q), self.sum.eq(add.result)]
         if stochastic:
-            if self._seed_port:
-                m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, None)
-                m.d.comb += lfsr.start.eq(self.lfsr_start)
-            else:
-                seed = stream_seed(cfg.seed, self._row, 0, STREAM_ROW_OUTER, cfg.lfsr_width)
-                m.submodules.lfsr = lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
+            lfsr = stream_lfsr(m, "lfsr", cfg, self._row, 0, STREAM_ROW_OUTER,
+                               self.lfsr_start if self._seed_port else None)
             m.d.comb += [lfsr.en.eq(self.en & req_q), add.rand.eq(lfsr.value)]
         return m
 
@@ -299,7 +294,6 @@ class ArrayRow(wiring.Component):
         (:class:`~fp8mac.hw.pe.ProcessingElement`'s ``stall_next``).
     full_next, clear_next
         ``full`` in the next cycle, and whether the row is drained in the next cycle.
-        Some PE must write a result into a still-full register.
     lfsr_inner_start, lfsr_outer_start : In(cols * lfsr_width)
         Only with ``seed_ports``, one per stochastic stream of the PEs: lane c is PE c's
         ``lfsr_*_start``.

@@ -6,10 +6,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fp8mac.model.lfsr import TAPS, leap_columns, state_sequence
+from fp8mac.model.lfsr import TAPS, leap_columns, state_sequence, stream_seed
 from fp8mac.model.rounding import MAX_RBITS
 
-__all__ = ["Lfsr", "start_state"]
+__all__ = ["Lfsr", "start_state", "stream_start", "stream_lfsr"]
 
 
 def _is_int(value) -> bool:
@@ -140,3 +140,24 @@ def start_state(seed: int, width: int, rbits: int) -> int:
     """The state one draw (``rbits`` steps) after ``seed``: the built-in :class:`Lfsr`'s reset
     state, and what a seed-port Lfsr's ``start`` must carry for the stream seeded with ``seed``."""
     return int(state_sequence(seed, width, rbits, 1)[0])
+
+
+def stream_start(config, row: int, col: int, stream: int) -> int:
+    """The :func:`start_state` of ``config``'s random stream ``stream`` at ``(row, col)``
+    (:func:`fp8mac.model.lfsr.stream_seed`): the constant a seed-port LFSR's ``start`` carries."""
+    seed = stream_seed(config.seed, row, col, stream, config.lfsr_width)
+    return start_state(seed, config.lfsr_width, config.rbits)
+
+
+def stream_lfsr(m, name: str, config, row: int, col: int, stream: int, start=None) -> Lfsr:
+    """Submodule ``name`` of ``m``: the :class:`Lfsr` of ``config``'s random stream ``stream`` at
+    ``(row, col)``, its seed built in, or, given ``start`` (a seed-port design's constant input,
+    :func:`stream_start`), loaded from it. Either form draws the same numbers."""
+    if start is None:
+        lfsr = Lfsr(config.lfsr_width, config.rbits,
+                    stream_seed(config.seed, row, col, stream, config.lfsr_width))
+    else:
+        lfsr = Lfsr(config.lfsr_width, config.rbits, None)
+        m.d.comb += lfsr.start.eq(start)
+    m.submodules[name] = lfsr
+    return lfsr

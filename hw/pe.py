@@ -11,12 +11,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.model.config import MacConfig
-from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER, stream_seed
+from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER
 
 from .adder import FloatAdder, MacUnit
 from .dot import DotMacUnit, ProductSum, use_dot_frame
 from .formats import format_unpacked_layout, unpack, unpacked_layout
-from .lfsr import Lfsr, start_state
+from .lfsr import stream_lfsr, stream_start
 from .multiplier import FloatMultiplier
 
 __all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "check_single_format"]
@@ -178,21 +178,12 @@ class ProcessingElement(wiring.Component):
     @staticmethod
     def seed_port_values(config: MacConfig, row: int, col: int) -> dict[str, int]:
         """The constant values of a seed-port PE's ``lfsr_*_start`` ports at ``(row, col)``."""
-        return {f"{name}_start": start_state(stream_seed(config.seed, row, col, stream,
-                                                         config.lfsr_width),
-                                             config.lfsr_width, config.rbits)
+        return {f"{name}_start": stream_start(config, row, col, stream)
                 for name, stream in LFSR_PORTS if stream in config.stochastic_streams}
 
     def _lfsr(self, m, name, stream):
-        cfg = self._config
-        if self._seed_ports:
-            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, None)
-            m.d.comb += lfsr.start.eq(getattr(self, f"{name}_start"))
-        else:
-            seed = stream_seed(cfg.seed, self._row, self._col, stream, cfg.lfsr_width)
-            lfsr = Lfsr(cfg.lfsr_width, cfg.rbits, seed)
-        m.submodules[name] = lfsr
-        return lfsr
+        start = getattr(self, f"{name}_start") if self._seed_ports else None
+        return stream_lfsr(m, name, self._config, self._row, self._col, stream, start)
 
     def elaborate(self, platform):
         m = Module()

@@ -147,16 +147,25 @@ class Accelerator(wiring.Component):
 
         en = array.en  # a register: the array decided in the previous cycle whether to stall
 
-        # Spacing of tile ends: array cycles since the last tile's last beat, saturating at G.
-        G = tile_spacing(R, C)
-        gap = Signal(range(G + 1), init=G)
+        def spaced(event, limit, name):
+            """High when at least ``limit`` array cycles have passed since the last beat taken
+            with ``event`` (a counter saturating at ``limit``, as if the last one were long ago
+            after reset)."""
+            gap = Signal(range(limit + 1), init=limit, name=name)
+            with m.If(en):
+                m.d.sync += gap.eq(Mux(fire & event, 1, Mux(gap < limit, gap + 1, gap)))
+            return gap >= limit
+
         bubble = Signal()  # shared-adder PE: this cycle must stay empty
         take = Signal()
         chunked = cfg.chunk is not None and (cfg.pe == "shared-adder" or cfg.outer_placement == "row")
         chunk_end = Signal()  # the beat on offer ends a chunk (only where that matters)
         chunk_ok = Signal(init=1)  # ... and may enter now
-        m.d.comb += take.eq(en & ~bubble & chunk_ok & ((gap >= G) | ~self.s_axis_a_tlast))
         fire = Signal()
+        # Spacing of tile ends: a tile's last beat enters tile_spacing array cycles after the
+        # previous one's at the earliest.
+        tile_ok = spaced(self.s_axis_a_tlast, tile_spacing(R, C), "gap")
+        m.d.comb += take.eq(en & ~bubble & chunk_ok & (tile_ok | ~self.s_axis_a_tlast))
         m.d.comb += [
             fire.eq(self.s_axis_a_tvalid & self.s_axis_b_tvalid & take),
             self.s_axis_a_tready.eq(self.s_axis_b_tvalid & take),
@@ -164,8 +173,6 @@ class Accelerator(wiring.Component):
             array.valid.eq(fire), array.last.eq(self.s_axis_a_tlast),
             array.a.eq(self.s_axis_a_tdata), array.b.eq(self.s_axis_b_tdata),
         ]
-        with m.If(en):
-            m.d.sync += gap.eq(Mux(fire & self.s_axis_a_tlast, 1, Mux(gap < G, gap + 1, gap)))
         if chunked:
             steps = cfg.chunk // cfg.dot  # beats per chunk
             count = Signal(range(max(steps, 2)))
@@ -179,11 +186,7 @@ class Accelerator(wiring.Component):
             # A row's outer adder serves its PEs' chunk ends one per cycle, column after column,
             # and takes two cycles: chunk ends enter at least max(cols, 2) array cycles apart
             # (only short last chunks wait).
-            G2 = max(C, 2)
-            cgap = Signal(range(G2 + 1), init=G2)
-            m.d.comb += chunk_ok.eq((cgap >= G2) | ~chunk_end)
-            with m.If(en):
-                m.d.sync += cgap.eq(Mux(fire & chunk_end, 1, Mux(cgap < G2, cgap + 1, cgap)))
+            m.d.comb += chunk_ok.eq(spaced(chunk_end, cfg.row_chunk_spacing, "chunk_gap") | ~chunk_end)
         with m.If(fire & (self.s_axis_a_tlast != self.s_axis_b_tlast)):
             m.d.sync += self.err_tlast.eq(1)
 

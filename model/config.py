@@ -203,9 +203,9 @@ class MacConfig:
                 raise ValueError("outer_adder 'row' needs chunking: chunk is off")
             if self.pe != "two-adder":
                 raise ValueError(f"outer_adder 'row' goes with pe two-adder, not {self.pe!r}")
-            if self.chunk // self.dot < max(self.cols, 2):
+            if self.chunk // self.dot < self.row_chunk_spacing:
                 raise ValueError(f"outer_adder 'row': chunk / dot ({self.chunk} / {self.dot}) must be at least "
-                                 f"max(cols, 2) = {max(self.cols, 2)}: one chunk end per column before the "
+                                 f"max(cols, 2) = {self.row_chunk_spacing}: one chunk end per column before the "
                                  f"next chunk ends, and two cycles for the row's adder")
         if not isinstance(self.top, str) or not _VERILOG_ID.match(self.top):
             raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
@@ -220,8 +220,16 @@ class MacConfig:
         if self.outer_adder != "auto":
             return self.outer_adder
         row_ok = (self.chunk is not None and self.pe == "two-adder"
-                  and self.chunk // self.dot >= max(self.cols, 2))
+                  and self.chunk // self.dot >= self.row_chunk_spacing)
         return "row" if row_ok else "pe"
+
+    @property
+    def row_chunk_spacing(self) -> int:
+        """Fewest steps between two chunk ends of a row's outer adder, ``max(cols, 2)``: the
+        row's PEs end a chunk one cycle apart, column after column, and the adder takes two
+        cycles (the request registered, then the add). The configuration requires it of full
+        chunks (``chunk / dot``); the hardware's top enforces it on short last chunks."""
+        return max(self.cols, 2)
 
     @property
     def mixed_formats(self) -> bool:
