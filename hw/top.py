@@ -15,8 +15,7 @@ __all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency"]
 
 def port_list(config: MacConfig) -> list[dict]:
     """The top's ports as ``{"name", "direction", "width", "description"}`` (for the manifest)."""
-    w, d, wa = config.in_format.width, config.dot, config.acc_format.width
-    wi = d * w  # one lane: dot codes
+    d, wa = config.dot, config.acc_format.width
     R, C = config.rows, config.cols
     ports = [("clk", "input", 1, "clock, rising edge"),
              ("rst", "input", 1, "synchronous reset, active high: back to idle, LFSRs reseeded")]
@@ -28,8 +27,9 @@ def port_list(config: MacConfig) -> list[dict]:
                   f"in its bits [j*W +: W], j = 0..{d - 1}")
         rows_b = (f"{d} B rows: lane c (bits [c*{d}*W +: {d}*W]) holds B[k + j][tile_col*cols + c] "
                   f"in its bits [j*W +: W]")
-    for s, lanes, what in (("a", R, cols_a), ("b", C, rows_b)):
-        ports += [(f"s_axis_{s}_tdata", "input", lanes * wi, f"{what}, W = {w}-bit {config.in_format.label} codes"),
+    for s, lanes, what, fmt in (("a", R, cols_a, config.a_format), ("b", C, rows_b, config.b_format)):
+        ports += [(f"s_axis_{s}_tdata", "input", lanes * d * fmt.width,
+                   f"{what}, W = {fmt.width}-bit {fmt.label} codes"),
                   (f"s_axis_{s}_tvalid", "input", 1, "beat valid"),
                   (f"s_axis_{s}_tready", "output", 1, "beat accepted (A and B are taken together)"),
                   (f"s_axis_{s}_tlast", "input", 1, "the beat holding the dot product's last k (A's marks it; B's must agree)")]

@@ -237,6 +237,14 @@ class MacConfig:
         return self.a_format != self.b_format
 
     @property
+    def operand_label(self) -> str:
+        """The operand formats for reports: ``in_format``'s label when both streams have it,
+        else ``"<a_format> x <b_format>"``."""
+        if self.mixed_formats:
+            return f"{self.a_format.label} x {self.b_format.label}"
+        return self.in_format.label
+
+    @property
     def macs_per_cycle(self) -> int:
         """Products a processing element consumes per step: ``dot``."""
         return self.dot

@@ -280,13 +280,13 @@ class AccelBench:
         """
         if self._lockstep is not None:
             self._lockstep.stop()
-        dut, fmt = self.dut, self.config.in_format
-        codes = np.arange(1 << fmt.width)
-        values = np.abs(fmt.decode(codes))
-        pool = codes[(values >= 0.5) & (values < 2)]
+        dut, cfg = self.dut, self.config
         rng = np.random.default_rng(self.seed)
-        for stream, lanes in ((STREAMS[0], self.config.rows), (STREAMS[1], self.config.cols)):
-            getattr(dut, f"{stream}_tdata").value = pack_lanes(rng.choice(pool, (1, lanes)),
+        for stream, lanes, fmt in ((STREAMS[0], cfg.rows, cfg.a_format), (STREAMS[1], cfg.cols, cfg.b_format)):
+            codes = np.arange(1 << fmt.width)
+            values = np.abs(fmt.decode(codes))
+            pool = codes[(values >= 0.5) & (values < 2)]
+            getattr(dut, f"{stream}_tdata").value = pack_lanes(rng.choice(pool, (1, lanes * cfg.dot)),
                                                                fmt.width)[0]
             getattr(dut, f"{stream}_tlast").value = 0
             getattr(dut, f"{stream}_tvalid").value = 1

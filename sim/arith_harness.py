@@ -63,21 +63,24 @@ class MacStep(wiring.Component):
     rounding : {"nearest", "stochastic", "zero"}
     rbits : int, optional
         Random bits per stochastic rounding.
+    b_format : FloatFormat or str, optional
+        The ``b`` operand's format; default ``in_format``.
 
     Members
     -------
-    a, b : In(in_format.width)
+    a : In(in_format.width)
+    b : In(b_format.width)
     acc : In(acc_format.width)
     rand : In(rbits)
         ``stochastic`` only.
     result : Out(acc_format.width)
     """
 
-    def __init__(self, acc_format, in_format, rounding="nearest", rbits=None):
-        self._mul = FloatMultiplier(in_format)
-        self._mac = MacUnit.for_product(acc_format, in_format, rounding, rbits)
-        width = self._mul.in_format.width
-        members = {"a": In(width), "b": In(width), "acc": In(self._mac.acc_format.width)}
+    def __init__(self, acc_format, in_format, rounding="nearest", rbits=None, b_format=None):
+        self._mul = FloatMultiplier(in_format, b_format)
+        self._mac = MacUnit.for_product(acc_format, in_format, rounding, rbits, b_format)
+        members = {"a": In(self._mul.in_format.width), "b": In(self._mul.b_format.width),
+                   "acc": In(self._mac.acc_format.width)}
         if rounding == "stochastic":
             members["rand"] = In(rbits)
         members["result"] = Out(self._mac.acc_format.width)
@@ -117,22 +120,25 @@ class DotStep(wiring.Component):
     rounding : {"nearest", "stochastic", "zero"}
     rbits : int, optional
         Random bits per stochastic rounding.
+    b_format : FloatFormat or str, optional
+        The ``b`` operands' format; default ``in_format``.
 
     Members
     -------
     acc : In(acc_format.width)
-    a, b : In(dot * in_format.width)
+    a : In(dot * in_format.width)
+    b : In(dot * b_format.width)
         Operand codes, term ``j`` in bits ``[j*W, (j+1)*W)``.
     rand : In(rbits)
         ``stochastic`` only.
     result : Out(acc_format.width)
     """
 
-    def __init__(self, acc_format, in_format, dot, rounding="nearest", rbits=None):
-        self._sum = ProductSum(in_format, dot)
-        self._mac = MacUnit(acc_format, ProductSum.sum_layout(in_format, dot), rounding, rbits)
-        width = dot * self._sum.in_format.width
-        members = {"a": In(width), "b": In(width), "acc": In(self._mac.acc_format.width)}
+    def __init__(self, acc_format, in_format, dot, rounding="nearest", rbits=None, b_format=None):
+        self._sum = ProductSum(in_format, dot, b_format)
+        self._mac = MacUnit(acc_format, ProductSum.sum_layout(in_format, dot, b_format), rounding, rbits)
+        members = {"a": In(dot * self._sum.in_format.width), "b": In(dot * self._sum.b_format.width),
+                   "acc": In(self._mac.acc_format.width)}
         if rounding == "stochastic":
             members["rand"] = In(rbits)
         members["result"] = Out(self._mac.acc_format.width)
@@ -262,9 +268,10 @@ def arith_harness(block: str, **config) -> tuple[wiring.Component, dict]:
     ----------
     block : {"mac", "dot", "adder", "lfsr"}
     **config
-        ``mac``: ``acc_format``, ``in_format``, ``rounding``, ``rbits``; ``adder``: ``fmt``,
-        ``rounding``, ``rbits``; ``lfsr``: ``width``, ``rbits``, ``seed``; ``dot``:
-        ``acc_format``, ``in_format``, ``dot`` (products per step, default 4), ``rbits``, and
+        ``mac``: ``acc_format``, ``in_format``, ``b_format`` (default ``in_format``),
+        ``rounding``, ``rbits``; ``adder``: ``fmt``, ``rounding``, ``rbits``; ``lfsr``:
+        ``width``, ``rbits``, ``seed``; ``dot``: ``acc_format``, ``in_format``, ``b_format``,
+        ``dot`` (products per step, default 4), ``rbits``, and
         ``rounding`` and ``structure`` (:data:`DOT_STRUCTURES` or ``"auto"``, the default: the
         one a processing element would build), each one value or a list: one step per
         (structure, rounding) pair, structure-major, side by side in one
@@ -273,14 +280,15 @@ def arith_harness(block: str, **config) -> tuple[wiring.Component, dict]:
     if block == "mac":
         cfg = {"acc_format": "fp16_ibm", "in_format": "fp8_e5m2", "rounding": "nearest",
                "rbits": None, **config}
-        step = MacStep(cfg["acc_format"], cfg["in_format"], cfg["rounding"], cfg["rbits"])
+        step = MacStep(cfg["acc_format"], cfg["in_format"], cfg["rounding"], cfg["rbits"],
+                       cfg.get("b_format"))
         names = [n for n in ("a", "b", "acc", "rand") if n in step.signature.members]
         harness = StreamHarness(step, names)
     elif block == "dot":
         cfg = {"acc_format": "fp16_ibm", "in_format": "fp8_e5m2", "dot": 4, "rounding": "nearest",
                "rbits": None, "structure": "auto", **config}
         structures, roundings = _as_list(cfg["structure"]), _as_list(cfg["rounding"])
-        frame = use_dot_frame(cfg["acc_format"], cfg["in_format"], cfg["dot"])
+        frame = use_dot_frame(cfg["acc_format"], cfg["in_format"], cfg["dot"], cfg.get("b_format"))
         structures = [("frame" if frame else "sum+mac") if s == "auto" else s for s in structures]
         for structure in structures:
             if structure not in DOT_STRUCTURES:
@@ -289,7 +297,7 @@ def arith_harness(block: str, **config) -> tuple[wiring.Component, dict]:
         lanes = [(s, r) for s in structures for r in roundings]
         steps = [(DotMacUnit if s == "frame" else DotStep)(
                     cfg["acc_format"], cfg["in_format"], cfg["dot"], r,
-                    cfg["rbits"] if r == "stochastic" else None) for s, r in lanes]
+                    cfg["rbits"] if r == "stochastic" else None, cfg.get("b_format")) for s, r in lanes]
         cfg.update(structure=structures, rounding=roundings, lanes=lanes)
         harness = StreamHarness(steps, ["a", "b", "acc"] + (["rand"] if "stochastic" in roundings
                                                            else []))
@@ -303,7 +311,9 @@ def arith_harness(block: str, **config) -> tuple[wiring.Component, dict]:
         harness = LfsrStream(cfg["width"], cfg["rbits"], cfg["seed"])
     else:
         raise ValueError(f"block must be one of mac, dot, adder, lfsr, not {block!r}")
-    for key in ("acc_format", "in_format", "fmt"):
+    if cfg.get("b_format") is None:
+        cfg.pop("b_format", None)  # one operand format: described (and named) as before
+    for key in ("acc_format", "in_format", "b_format", "fmt"):
         if key in cfg:
             cfg[key] = format_by_name(cfg[key], key).to_dict()
     cfg["block"] = block
@@ -320,7 +330,7 @@ def harness_name(cfg: dict) -> str:
     """The build directory's name for a harness description: ``dot-fp16_ibm-fp8_e5m2-d4-frame-
     nearest-stochastic-r8``."""
     parts = [cfg["block"]]
-    for key in ("acc_format", "in_format", "fmt"):
+    for key in ("acc_format", "in_format", "b_format", "fmt"):
         if key in cfg:
             parts.append(cfg[key]["name"] or "custom")
     for key in ("dot", "structure", "rounding", "rbits", "width", "seed"):

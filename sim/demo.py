@@ -68,7 +68,7 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
     gen = generate(config, work / "design")
     out("== fp8mac demo ==")
     out(f"1. generated {'the default' if config == MacConfig() else 'an'} array: {config.rows} x {config.cols} PEs, "
-        f"{config.in_format.label} x {config.in_format.label} -> {config.acc_format.label}, chunk "
+        f"{config.a_format.label} x {config.b_format.label} -> {config.acc_format.label}, chunk "
         f"{config.chunk}, inner {config.inner_rounding}, outer {config.outer_rounding} rounding "
         f"({config.rbits} random bits, {config.lfsr_width}-bit LFSRs)")
     for p in (gen.verilog, gen.manifest, gen.core):
@@ -78,7 +78,7 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
     batch = min(batch, len(xtr))
     out(f"2. digits MLP 64-32-10 trained in FP32 (seed {seed}): test accuracy "
         f"{mlp.accuracy(xte, yte):.3f}; one training step on a batch of {batch}, quantized to "
-        f"{config.in_format.label}")
+        f"{config.operand_label}")
     gemms = digits_mlp_gemms(mlp, xtr[:batch], ytr[:batch])
     out(f"3. each GEMM on {sim} (cocotb, random pauses on all three streams), every result code "
         "compared with the golden model:")

@@ -75,17 +75,19 @@ def mixed(rng, fmt: FloatFormat, n: int, partner: np.ndarray | None = None,
 
 
 def dot_operands(rng, acc_fmt: FloatFormat, in_fmt: FloatFormat, dot: int, n: int,
-                 spread: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(acc, a, b)`` of ``n`` dot steps, ``a`` and ``b`` of shape ``(n, dot)``: terms as
-    :func:`mixed`, a quarter of the cases with ``a_1*b_1 = -(a_0*b_0)`` exactly, ``acc`` as
-    :func:`mixed` near the sum of the products (within ``2**spread``)."""
+                 spread: int, b_fmt: FloatFormat | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(acc, a, b)`` of ``n`` dot steps, ``a`` (``in_fmt``) and ``b`` (``b_fmt``, default
+    ``in_fmt``) of shape ``(n, dot)``: terms as :func:`mixed`, a quarter of the cases with
+    ``a_1*b_1 = -(a_0*b_0)`` exactly, ``acc`` as :func:`mixed` near the sum of the products
+    (within ``2**spread``)."""
+    b_fmt = in_fmt if b_fmt is None else b_fmt
     a = mixed(rng, in_fmt, n * dot).reshape(n, dot)
-    b = mixed(rng, in_fmt, n * dot).reshape(n, dot)
+    b = mixed(rng, b_fmt, n * dot).reshape(n, dot)
     cancel = rng.random(n) < 0.25
     a[cancel, 1] = a[cancel, 0] ^ (1 << (in_fmt.width - 1))
     b[cancel, 1] = b[cancel, 0]
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, 0 * inf: NaN
-        total = (in_fmt.decode(a) * in_fmt.decode(b)).sum(axis=1)
+        total = (in_fmt.decode(a) * b_fmt.decode(b)).sum(axis=1)
     return mixed(rng, acc_fmt, n, total, spread), a, b
 
 
@@ -134,31 +136,32 @@ class ArithTb:
             values["rand"] = rng.integers(0, 1 << rbits, n, dtype=np.int64)
         rand = values.get("rand") if rounding == "stochastic" else None
         self.lanes = [tuple(lane) for lane in cfg.get("lanes", [])]  # dot: (structure, rounding)
-        if block == "mac":
+        if block in ("mac", "dot"):
             acc_fmt, in_fmt = FloatFormat(**cfg["acc_format"]), FloatFormat(**cfg["in_format"])
+            b_fmt = FloatFormat(**cfg["b_format"]) if "b_format" in cfg else in_fmt
+        if block == "mac":
             if given is None:
                 values["a"] = mixed(rng, in_fmt, n)
-                values["b"] = mixed(rng, in_fmt, n)
+                values["b"] = mixed(rng, b_fmt, n)
                 with np.errstate(invalid="ignore"):  # 0 * inf: NaN, as it should be
-                    product = in_fmt.decode(values["a"]) * in_fmt.decode(values["b"])
+                    product = in_fmt.decode(values["a"]) * b_fmt.decode(values["b"])
                 values["acc"] = mixed(rng, acc_fmt, n, product,
                                       acc_fmt.precision + (rbits or 0) + 4)
             if expected is None:
                 expected = fp_fma(acc_fmt, in_fmt, values["acc"], values["a"], values["b"],
-                                  rounding, rand, rbits)
+                                  rounding, rand, rbits, b_fmt=b_fmt)
             self.fmt = acc_fmt
         elif block == "dot":
-            acc_fmt, in_fmt = FloatFormat(**cfg["acc_format"]), FloatFormat(**cfg["in_format"])
             if given is None:
                 values["acc"], values["a"], values["b"] = dot_operands(
-                    rng, acc_fmt, in_fmt, cfg["dot"], n, acc_fmt.precision + (rbits or 0) + 4)
+                    rng, acc_fmt, in_fmt, cfg["dot"], n, acc_fmt.precision + (rbits or 0) + 4, b_fmt)
             for key in ("a", "b"):
                 if values[key].shape != (n, cfg["dot"]):
                     raise ValueError(f"stimulus {key} has shape {values[key].shape}, expected "
                                      f"({n}, {cfg['dot']})")
             if expected is None:  # one model run per rounding, one column per lane
                 model = {r: fp_dot(acc_fmt, in_fmt, values["acc"], values["a"], values["b"], r,
-                                   *((values["rand"], rbits) if r == "stochastic" else ()))
+                                   *((values["rand"], rbits) if r == "stochastic" else ()), b_fmt=b_fmt)
                          for r in sorted({r for _, r in self.lanes})}
                 expected = np.stack([model[r] for _, r in self.lanes], axis=1)
             self.fmt = acc_fmt

@@ -5,7 +5,8 @@ row-major tile order, lanes beyond M or N padded with +0 operands. For each tile
 ``ceil(K / dot)`` beats on each operand stream (beat s: A columns ``s*dot .. s*dot + dot - 1`` of
 the tile's rows, B rows ``s*dot ..`` of the tile's columns, K completed with +0 products up to a
 multiple of ``dot``; ``tlast`` on the last beat) and receives ``rows`` result beats (one output row
-each, lane c = column c). Code i of a beat occupies bits ``[i*w, (i+1)*w)``: operand lane r holds
+each, lane c = column c). Code i of a beat occupies bits ``[i*w, (i+1)*w)`` (``w`` the width of the
+stream's format, ``a_format`` or ``b_format``): operand lane r holds
 codes ``r*dot .. r*dot + dot - 1``, A[r][s*dot + j] (or B[s*dot + j][c]) at ``r*dot + j``.
 """
 
@@ -62,7 +63,7 @@ def tiles(a_codes, b_codes, config: MacConfig) -> list[Tile]:
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
         raise ValueError(f"shape mismatch: A is {M} x {K} but B is {K2} x {N}")
-    R, C, w, d = config.rows, config.cols, config.in_format.width, config.dot
+    R, C, d = config.rows, config.cols, config.dot
     tm, tn = -(-M // R), -(-N // C)
     S = -(-K // d)  # beats per tile
     ap = np.zeros((tm * R, S * d), np.int64)
@@ -73,11 +74,11 @@ def tiles(a_codes, b_codes, config: MacConfig) -> list[Tile]:
     for ti in range(tm):
         # (R, S*d) -> beat s, lane r, term j
         a_tile = ap[ti * R:(ti + 1) * R].reshape(R, S, d).transpose(1, 0, 2).reshape(S, R * d)
-        a_beats = pack_lanes(a_tile, w)
+        a_beats = pack_lanes(a_tile, config.a_format.width)
         for tj in range(tn):
             # (S*d, C) -> beat s, lane c, term j
             b_tile = bp[:, tj * C:(tj + 1) * C].reshape(S, d, C).transpose(0, 2, 1).reshape(S, C * d)
-            out.append(Tile(len(out), ti, tj, a_beats, pack_lanes(b_tile, w)))
+            out.append(Tile(len(out), ti, tj, a_beats, pack_lanes(b_tile, config.b_format.width)))
     return out
 
 

@@ -83,12 +83,12 @@ def _conv(config, rng, size):
 def code_gemm(name: str, a_codes, b_codes, config: MacConfig) -> LayerGemm:
     """A :class:`LayerGemm` of operands given as codes (scales 1; the FP32 references are both
     FP32 GEMMs of the decoded codes, so only accumulation error shows)."""
-    fin = config.in_format
     a_codes = np.asarray(a_codes, dtype=np.int64)
     b_codes = np.asarray(b_codes, dtype=np.int64)
     codes = mac_gemm(a_codes, b_codes, config)
     with np.errstate(invalid="ignore", over="ignore"):
-        fp32 = (fin.decode(a_codes).astype(np.float32) @ fin.decode(b_codes).astype(np.float32))
+        fp32 = (config.a_format.decode(a_codes).astype(np.float32)
+                @ config.b_format.decode(b_codes).astype(np.float32))
     fp32 = fp32.astype(np.float64)
     return LayerGemm(name, a_codes, b_codes, 1.0, 1.0, codes, config.acc_format.decode(codes),
                      fp32, fp32.copy())
@@ -115,8 +115,10 @@ def _finite_codes_below(fmt: FloatFormat, top_exp: int) -> np.ndarray:
 
 def _random(config, rng, size):
     m, k, n = _ragged_shape(config, size)
-    pool = _finite_codes_below(config.in_format, operand_top_exp(config, k))
-    return code_gemm("random codes", rng.choice(pool, (m, k)), rng.choice(pool, (k, n)), config)
+    top = operand_top_exp(config, k)
+    a = rng.choice(_finite_codes_below(config.a_format, top), (m, k))
+    b = rng.choice(_finite_codes_below(config.b_format, top), (k, n))
+    return code_gemm("random codes", a, b, config)
 
 
 def corner_codes(fmt: FloatFormat) -> np.ndarray:
@@ -135,28 +137,31 @@ def corner_codes(fmt: FloatFormat) -> np.ndarray:
 
 
 def _corners(config, rng, size):
-    fin = config.in_format
     m, k, n = _ragged_shape(config, size)
     k = min(k, 24)  # short dot products: a NaN or infinity does not reach every output
-    corners = corner_codes(fin)
-    special = np.isnan(fin.decode(corners)) | np.isinf(fin.decode(corners))
-    finite_corners, specials = corners[~special], corners[special]
-    finite = _finite_codes_below(fin, fin.emax + 1)
 
-    def operand(shape):
+    def operand(fmt, shape):
+        """Codes of ``fmt``: 40% corners, 1.5% specials (if it has any), the rest finite."""
+        corners = corner_codes(fmt)
+        special = np.isnan(fmt.decode(corners)) | np.isinf(fmt.decode(corners))
+        finite_corners, specials = corners[~special], corners[special]
+        finite = _finite_codes_below(fmt, fmt.emax + 1)
         u = rng.random(shape)
         out = rng.choice(finite, shape)
         out = np.where(u < 0.4, rng.choice(finite_corners, shape), out)
         if specials.size:
             out = np.where(u > 0.985, rng.choice(specials, shape), out)
         return out
-    return code_gemm("corner codes", operand((m, k)), operand((k, n)), config)
+    return code_gemm("corner codes", operand(config.a_format, (m, k)), operand(config.b_format, (k, n)),
+                     config)
 
 
 def _k1(config, rng, size):
     m, _, n = _ragged_shape(config, size)
-    pool = _finite_codes_below(config.in_format, operand_top_exp(config, 1))
-    return code_gemm("K=1", rng.choice(pool, (m, 1)), rng.choice(pool, (1, n)), config)
+    top = operand_top_exp(config, 1)
+    a = rng.choice(_finite_codes_below(config.a_format, top), (m, 1))
+    b = rng.choice(_finite_codes_below(config.b_format, top), (1, n))
+    return code_gemm("K=1", a, b, config)
 
 
 WORKLOADS = {**{f"mlp.{key}": _mlp(key) for key in _MLP_KEYS},

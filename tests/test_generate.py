@@ -126,31 +126,40 @@ def test_bad_input_exit_2_one_line_no_partial_files(tmp_path, args, message):
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("command", ["generate", "synth"])
-def test_mixed_operand_formats_are_refused_by_the_hardware(tmp_path, command):
-    """The model computes a_format != b_format (issue 16), the hardware not yet: a config file
-    asking for it exits 2 with one line naming both fields, writes nothing, and the PE refuses
-    it too (rather than building a single-format array)."""
-    from fp8mac.hw.pe import ProcessingElement
-
-    cfg = tmp_path / "mixed.toml"
-    cfg.write_text('a_format = "fp8_e4m3"\nb_format = "fp8_e5m2"\n')
+def test_mixed_operand_formats_generate(tmp_path):
+    """--a-format / --b-format (issue 16): each stream's port is as wide as its own codes, the
+    manifest lists both formats (and no single "in" format), the FuseSoC core says which."""
     out = tmp_path / "o"
-    status, stdout, stderr = run_cli(command, "--config", str(cfg), "--out", str(out))
+    status, stdout, stderr = run_cli("generate", "--out", str(out), "--rows", "3", "--cols", "2",
+                                     "--dot", "2", "--a-format", "fp8_e4m3", "--b-format", "fp16")
+    assert status == 0, stderr
+    assert "fp8_e4m3 x fp16 -> fp16_ibm" in stdout
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["config"]["a_format"] == "fp8_e4m3" and man["config"]["b_format"] == "fp16"
+    assert (man["formats"]["a"]["exp_bits"], man["formats"]["b"]["exp_bits"]) == (4, 5)
+    assert "in" not in man["formats"]
+    widths = {p["name"]: p["width"] for p in man["ports"]}
+    assert widths["s_axis_a_tdata"] == 3 * 2 * 8 and widths["s_axis_b_tdata"] == 2 * 2 * 16
+    verilog = (out / "fp8mac_array.v").read_text()
+    assert re.search(r"input \[47:0\] s_axis_a_tdata", verilog)
+    assert re.search(r"input \[63:0\] s_axis_b_tdata", verilog)
+    assert "fp8_e4m3 x fp16 -> fp16_ibm" in next(out.glob("*.core")).read_text()
+    assert MacConfig.from_dict(man["config"]) == MacConfig(rows=3, cols=2, dot=2, a_format="fp8_e4m3",
+                                                           b_format="fp16")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--a-format", "fp8_e3m4"], r"^fp8mac: error: a_format: unknown format 'fp8_e3m4'; choose one of .*fp8_e4m3"),
+    (["--b-format", "e5m2"], r"^fp8mac: error: b_format: unknown format 'e5m2'; choose one of "),
+    # an accumulator without infinities cannot hold E5M2's: the B stream's format is named
+    (["--acc-format", "fp8_e4m3", "--a-format", "fp8_e4m3", "--b-format", "fp8_e5m2"], r"b_format"),
+])
+def test_bad_operand_format_is_one_line(tmp_path, args, message):
+    out = tmp_path / "o"
+    status, stdout, stderr = run_cli("generate", "--out", str(out), *args)
     assert (status, stdout) == (2, "")
-    assert stderr.startswith("fp8mac: error: a_format (fp8_e4m3) and b_format (fp8_e5m2) differ")
-    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
-    import gc
-    import warnings
-
-    from fp8mac.hw.pe import check_single_format
-
-    with warnings.catch_warnings():  # the half-built PE is never elaborated: collect it quietly
-        warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="a_format .* and b_format .* differ"):
-            ProcessingElement(MacConfig(a_format="fp8_e5m2", b_format="fp8_e4m3"))
-        gc.collect()
-    check_single_format(MacConfig(a_format="fp8_e4m3", b_format="fp8_e4m3"))  # one format: fine
+    assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr.strip()), stderr
+    assert not out.exists()
 
 
 def test_bad_dot_is_one_line_naming_dot(tmp_path):

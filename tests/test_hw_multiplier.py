@@ -45,28 +45,34 @@ def split_unpacked(layout, raw):
     return out
 
 
-@pytest.mark.parametrize("fmt", ["fp8_e5m2", "fp8_e4m3"])
-def test_every_product(fmt):
-    """All 65,536 products, every field bit for bit (stricter than comparing values)."""
-    f = FORMATS[fmt]
-    dut = FloatMultiplier(fmt)
-    a, b = (x.ravel() for x in np.meshgrid(np.arange(1 << f.width), np.arange(1 << f.width),
+@pytest.mark.parametrize("fmt, b_fmt", [("fp8_e5m2", None), ("fp8_e4m3", None),
+                                         ("fp8_e4m3", "fp8_e5m2"), ("fp8_e5m2", "fp8_e4m3")])
+def test_every_product(fmt, b_fmt):
+    """All 65,536 products, every field bit for bit (stricter than comparing values); the mixed
+    pairs are HFP8's (issue 16), the model's products of them checked against Fractions in
+    test_model_mixed.py."""
+    fa, fb = FORMATS[fmt], FORMATS[b_fmt or fmt]
+    dut = FloatMultiplier(fmt, b_fmt)
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(1 << fa.width), np.arange(1 << fb.width),
                                           indexing="ij"))
-    got = split_unpacked(FloatMultiplier.product_layout(fmt),
+    got = split_unpacked(FloatMultiplier.product_layout(fmt, b_fmt),
                          simulate(dut, {"a": a, "b": b}, ["product"])["product"])
-    want = fp_mul_exact(f, a, b)
+    want = fp_mul_exact(fa, a, b, fb)
     for name in ("sig", "exp", "sign", "nan", "inf"):
         bad = np.flatnonzero(got[name] != np.asarray(getattr(want, name), dtype=np.int64))
-        assert bad.size == 0, (f"{fmt} product.{name}: {bad.size} mismatches, first a={a[bad[0]]:#x} "
-                               f"b={b[bad[0]]:#x}: got {got[name][bad[0]]}, "
+        assert bad.size == 0, (f"{fmt} x {fb.name} product.{name}: {bad.size} mismatches, first "
+                               f"a={a[bad[0]]:#x} b={b[bad[0]]:#x}: got {got[name][bad[0]]}, "
                                f"model {getattr(want, name)[bad[0]]}")
 
 
-@pytest.mark.parametrize("fmt,sig,exp", [("fp8_e5m2", 6, 6), ("fp8_e4m3", 8, 6),
-                                         ("fp16_ibm", 20, 8), ("fp32", 48, 10)])
-def test_product_layout_widths(fmt, sig, exp):
-    """The product layout is just wide enough: 2p significand bits, the exponent sum's range."""
-    layout = FloatMultiplier.product_layout(fmt)
+@pytest.mark.parametrize("fmt,b_fmt,sig,exp", [("fp8_e5m2", None, 6, 6), ("fp8_e4m3", None, 8, 6),
+                                               ("fp16_ibm", None, 20, 8), ("fp32", None, 48, 10),
+                                               ("fp8_e4m3", "fp8_e5m2", 7, 6), ("fp8_e5m2", "fp32", 27, 9)])
+def test_product_layout_widths(fmt, b_fmt, sig, exp):
+    """The product layout is just wide enough: p + q significand bits, the exponent sum's range
+    (e4m3 x e5m2: ulp exponents -9..5 and -16..14 sum to -25..19, 6 bits signed; e5m2 x fp32:
+    -16..14 and -149..105 to -165..119, 9 bits)."""
+    layout = FloatMultiplier.product_layout(fmt, b_fmt)
     assert layout["sig"].width == sig
     assert layout["exp"].width == exp and layout["exp"].shape.signed
 
@@ -74,3 +80,5 @@ def test_product_layout_widths(fmt, sig, exp):
 def test_bad_format():
     with pytest.raises(ValueError, match="in_format"):
         FloatMultiplier("fp9")
+    with pytest.raises(ValueError, match="b_format"):
+        FloatMultiplier("fp8_e4m3", "fp9")

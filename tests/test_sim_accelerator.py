@@ -44,12 +44,14 @@ N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 # (id, MacConfig fields). Small arrays keep the Verilator builds short; between them the designs
 # cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, dot
 # widths 1 to 8 (both step structures), the row outer adder, pipeline depths 1-3, several array
-# shapes and chunk sizes.
+# shapes and chunk sizes, and mixed operand formats (HFP8's backward GEMM: E5M2 x E4M3).
 QUICK_DESIGNS = [
     ("2x4-dot4-chunk16-row-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16, outer_adder="row")),
     ("3x2-two-adder-pe-outer-chunk8-inner-sr-outer-nearest-pipeline1",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
           seed=7, outer_adder="pe", pipeline=1)),
+    ("2x3-e5m2-x-e4m3-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_format="fp8_e5m2",
+                                         b_format="fp8_e4m3", inner_rounding="stochastic")),
 ]
 FULL_DESIGNS = QUICK_DESIGNS + [
     ("4x4-two-adder-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64)),

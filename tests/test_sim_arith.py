@@ -58,6 +58,31 @@ def test_mac_step(sim, rounding):
           f"(build {results.build_seconds:.1f} s, simulation {results.test_seconds:.1f} s)")
 
 
+@pytest.mark.parametrize("sim", MAC_CASES)
+@pytest.mark.parametrize("a_fmt, b_fmt, rounding", [("fp8_e4m3", "fp8_e5m2", "nearest"),
+                                                    ("fp8_e5m2", "fp8_e4m3", "stochastic")])
+def test_mac_step_every_mixed_pair(sim, a_fmt, b_fmt, rounding, seed):
+    """HFP8's mixed products (issue 16): every (A, B) code pair, 65,536 MAC steps into fp16_ibm,
+    on both simulators, each with an accumulator near its product (either sign, within the
+    rounding's reach, so that most steps round; edge accumulators for a tenth) and, for the
+    stochastic one, random bits from the seed; the model's products are checked against
+    Fractions in test_model_mixed.py."""
+    from fp8mac.sim.tb_arith import mixed
+
+    fa, fb, acc_fmt = FORMATS[a_fmt], FORMATS[b_fmt], FORMATS["fp16_ibm"]
+    rng = np.random.default_rng([seed, 16])
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
+    with np.errstate(invalid="ignore"):  # 0 * inf
+        product = fa.decode(a) * fb.decode(b)
+    stimulus = {"a": a, "b": b, "acc": mixed(rng, acc_fmt, a.size, product, acc_fmt.precision + 12)}
+    rbits = ROUNDINGS[rounding]
+    if rbits:
+        stimulus["rand"] = rng.integers(0, 1 << rbits, a.size)
+    results = run_arith("mac", sim, seed=seed, stimulus=stimulus, acc_format="fp16_ibm",
+                        in_format=a_fmt, b_format=b_fmt, rounding=rounding, rbits=rbits)
+    print(f"{sim} mac {a_fmt} x {b_fmt} {rounding}: every pair, simulation {results.test_seconds:.1f} s")
+
+
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("sim", ADDER_CASES)
 def test_adder(sim, rounding):
@@ -156,6 +181,14 @@ def test_dot_step(sim, harness, seed):
 def test_dot_step_own_random_cases(seed):
     # The bench's own stimulus (no case file): tb_arith's dot_operands, uniform random bits.
     run_arith("dot", "verilator", 2_000, seed=seed, **dot_config(4, ["frame"]))
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_dot_step_mixed_formats(sim, seed):
+    # HFP8's weight-gradient pair (E4M3 activations x E5M2 errors), dot 4, both structures, the
+    # bench's own stimulus (cancelling pairs, edge codes, accumulators near the sum).
+    run_arith("dot", sim, 3_000 if sim == "verilator" else 400, seed=seed,
+              **{**dot_config(4, ["frame", "sum+mac"]), "in_format": "fp8_e4m3", "b_format": "fp8_e5m2"})
 
 
 @pytest.mark.skipif(not FULL, reason="exhaustive sweep: FP8MAC_TIER=full (make regress)")
