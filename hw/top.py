@@ -9,8 +9,17 @@ from amaranth.lib.wiring import In, Out
 from fp8mac.model.config import MacConfig
 
 from .array import MacArray
+from .formats import convert_exact
+from .pe import datapath_formats
 
-__all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency"]
+__all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency", "tuser_width"]
+
+
+def tuser_width(config: MacConfig, stream: str) -> int:
+    """Bits of ``s_axis_<stream>_tuser``: enough for an index into the stream's run-time format
+    set, 0 (no port) for a stream with one format."""
+    n = len(config.stream_formats(stream))
+    return (n - 1).bit_length() if n > 1 else 0
 
 
 def port_list(config: MacConfig) -> list[dict]:
@@ -27,9 +36,16 @@ def port_list(config: MacConfig) -> list[dict]:
                   f"in its bits [j*W +: W], j = 0..{d - 1}")
         rows_b = (f"{d} B rows: lane c (bits [c*{d}*W +: {d}*W]) holds B[k + j][tile_col*cols + c] "
                   f"in its bits [j*W +: W]")
-    for s, lanes, what, fmt in (("a", R, cols_a, config.a_format), ("b", C, rows_b, config.b_format)):
-        ports += [(f"s_axis_{s}_tdata", "input", lanes * d * fmt.width,
-                   f"{what}, W = {fmt.width}-bit {fmt.label} codes"),
+    for s, lanes, what in (("a", R, cols_a), ("b", C, rows_b)):
+        formats = config.stream_formats(s)
+        w = formats[0].width
+        labels = " or ".join(f.label for f in formats)
+        ports += [(f"s_axis_{s}_tdata", "input", lanes * d * w, f"{what}, W = {w}-bit {labels} codes")]
+        if tuser_width(config, s):
+            ports.append((f"s_axis_{s}_tuser", "input", tuser_width(config, s),
+                          "the beat's format: " + ", ".join(f"{i} = {f.label}" for i, f in enumerate(formats))
+                          + "; constant within a tile"))
+        ports += [
                   (f"s_axis_{s}_tvalid", "input", 1, "beat valid"),
                   (f"s_axis_{s}_tready", "output", 1, "beat accepted (A and B are taken together)"),
                   (f"s_axis_{s}_tlast", "input", 1, "the beat holding the dot product's last k (A's marks it; B's must agree)")]
@@ -40,6 +56,9 @@ def port_list(config: MacConfig) -> list[dict]:
               ("m_axis_c_tready", "input", 1, "result beat taken"),
               ("m_axis_c_tlast", "output", 1, "last row (r = rows - 1) of the tile"),
               ("err_tlast", "output", 1, "sticky: a beat had s_axis_a_tlast != s_axis_b_tlast")]
+    if tuser_width(config, "a") or tuser_width(config, "b"):
+        ports.append(("err_tuser", "output", 1, "sticky: a beat's tuser changed within a tile, or named "
+                                                "no format of the set (the beat is then read in format 0)"))
     return [dict(name=n, direction=d, width=w, description=t) for n, d, w, t in ports]
 
 
@@ -171,8 +190,12 @@ class Accelerator(wiring.Component):
             self.s_axis_a_tready.eq(self.s_axis_b_tvalid & take),
             self.s_axis_b_tready.eq(self.s_axis_a_tvalid & take),
             array.valid.eq(fire), array.last.eq(self.s_axis_a_tlast),
-            array.a.eq(self.s_axis_a_tdata), array.b.eq(self.s_axis_b_tdata),
         ]
+        # Operand codes into the array: as they come, or, for a stream with run-time formats,
+        # each code converted exactly into the stream's common format as its tuser says.
+        for s, lanes in (("a", R), ("b", C)):
+            m.d.comb += getattr(array, s).eq(self._datapath_codes(m, s, lanes * cfg.dot))
+        self._check_tuser(m, fire)
         if chunked:
             steps = cfg.chunk // cfg.dot  # beats per chunk
             count = Signal(range(max(steps, 2)))
@@ -224,3 +247,40 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += beats[1].eq(beat)
         return m
+
+    def _datapath_codes(self, m, stream: str, n: int):
+        """The ``n`` codes of ``s_axis_<stream>_tdata`` in the array's format for the stream."""
+        data = getattr(self, f"s_axis_{stream}_tdata")
+        formats = self._config.stream_formats(stream)
+        if len(formats) == 1:
+            return data
+        common = datapath_formats(self._config)[stream == "b"]
+        sel = getattr(self, f"s_axis_{stream}_tuser")
+        w = formats[0].width
+        out = []
+        for i in range(n):
+            code, conv = data[i * w:(i + 1) * w], None
+            for index, fmt in reversed(list(enumerate(formats))):  # index 0 when none matches
+                value = convert_exact(fmt, common, code)
+                conv = value if conv is None else Mux(sel == index, value, conv)
+            out.append(conv)
+        return Cat(*out)
+
+    def _check_tuser(self, m, fire):
+        """``err_tuser``: a taken beat whose tuser differs from its tile's first beat's, or
+        names no format of the set (sticky until reset)."""
+        users = [(s, getattr(self, f"s_axis_{s}_tuser"), len(self._config.stream_formats(s)))
+                 for s in ("a", "b") if tuser_width(self._config, s)]
+        if not users:
+            return
+        in_tile = Signal()  # a tile has begun: a beat without tlast was taken since the last tlast
+        bad = []
+        for s, user, n in users:
+            first = Signal.like(user, name=f"tile_{s}_tuser", reset_less=True)
+            with m.If(fire):
+                m.d.sync += first.eq(Mux(in_tile, first, user))
+            bad.append((in_tile & (user != first)) | (user >= n))
+        with m.If(fire):
+            m.d.sync += in_tile.eq(~self.s_axis_a_tlast)
+            with m.If(Cat(*bad).any()):
+                m.d.sync += self.err_tuser.eq(1)

@@ -17,13 +17,16 @@ from .formats import FORMATS, FloatFormat, format_by_name
 from .lfsr import TAPS, check_width
 from .rounding import MAX_RBITS, ROUNDINGS
 
-__all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_PIPELINE", "MAX_ARRAY_DIM", "MAX_DOT", "VERILOG_KEYWORDS"]
+__all__ = ["MacConfig", "PE_VARIANTS", "OUTER_ADDERS", "MAX_PIPELINE", "MAX_ARRAY_DIM", "MAX_DOT",
+           "MAX_STREAM_FORMATS", "VERILOG_KEYWORDS"]
 
 PE_VARIANTS = ("two-adder", "shared-adder")
 OUTER_ADDERS = ("auto", "pe", "row")
 MAX_PIPELINE = 8
 MAX_ARRAY_DIM = 64
 MAX_DOT = 64
+MAX_STREAM_FORMATS = 4
+"""Most formats one operand stream can select at run time (a 2-bit ``tuser``)."""
 _VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # The reserved keywords of SystemVerilog (IEEE 1800-2017, Annex B), a superset of Verilog's
@@ -62,6 +65,24 @@ VERILOG_KEYWORDS = (
 )
 
 
+def _format_set(name, value) -> tuple[FloatFormat, ...] | None:
+    """A run-time format set: None, a comma-separated string of preset names, or a sequence of
+    names / FloatFormats / dicts; 1..MAX_STREAM_FORMATS distinct formats of one code width."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_STREAM_FORMATS:
+        raise ValueError(f"{name} must list 1..{MAX_STREAM_FORMATS} formats, not {value!r}")
+    formats = tuple(format_by_name(v, name) for v in value)
+    if len(set(formats)) != len(formats):
+        raise ValueError(f"{name} lists a format twice: {', '.join(f.label for f in formats)}")
+    if len({f.width for f in formats}) != 1:
+        raise ValueError(f"{name}: the formats of one stream must have one code width (its lanes), not "
+                         + ", ".join(f"{f.label} ({f.width} bits)" for f in formats))
+    return formats
+
+
 def _int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
@@ -94,6 +115,13 @@ class MacConfig:
         ``a_format`` and ``b_format``. :meth:`replace` with ``in_format`` sets both streams
         unless ``a_format`` / ``b_format`` are given in the same call (``dataclasses.replace``
         does not know this rule: it keeps the old streams' formats).
+    a_formats, b_formats : sequence of formats, comma-separated names, or None
+        Formats the stream selects at run time, per tile (1..4 of one code width; the hardware's
+        ``s_axis_<a|b>_tuser`` carries the index into this list, ARCHITECTURE.md and the README
+        give the encoding). ``None`` (default): the stream has the one format ``a_format`` /
+        ``b_format``. With a set, ``a_format`` / ``b_format`` is the format of the GEMM the model
+        computes (default: the set's first) and must be in the set: :meth:`with_formats` picks
+        another one. Every pair of the two sets must be one the accumulator can hold.
     chunk : int or None
         Products per inner accumulation chunk (>= 1, a multiple of ``dot``); ``None`` turns
         chunking off (one plain accumulator, no outer sum).
@@ -148,6 +176,8 @@ class MacConfig:
     acc_format: FloatFormat | str = "fp16_ibm"
     a_format: FloatFormat | str | None = None
     b_format: FloatFormat | str | None = None
+    a_formats: tuple | str | None = None
+    b_formats: tuple | str | None = None
     chunk: int | None = 64
     dot: int = 1
     inner_rounding: str = "nearest"
@@ -167,13 +197,24 @@ class MacConfig:
         set_("in_format", format_by_name(self.in_format, "in_format"))
         set_("acc_format", format_by_name(self.acc_format, "acc_format"))
         for field in ("a_format", "b_format"):
-            value = getattr(self, field)
-            set_(field, self.in_format if value is None else format_by_name(value, field))
+            value, options = getattr(self, field), _format_set(f"{field}s", getattr(self, f"{field}s"))
+            set_(f"{field}s", options)
+            if value is None:
+                value = self.in_format if options is None else options[0]
+            set_(field, format_by_name(value, field))
+            if options is not None and getattr(self, field) not in options:
+                raise ValueError(f"{field} ({getattr(self, field).label}) must be one of {field}s: "
+                                 f"{', '.join(f.label for f in options)}")
         if self.a_format == self.b_format:
             set_("in_format", self.a_format)  # both streams given alike: the shorthand is theirs
-            check_format_pair(self.acc_format, self.in_format)
-        else:
-            check_format_pair(self.acc_format, self.a_format, self.b_format, names=("a_format", "b_format"))
+        for fa in self.a_formats or (self.a_format,):
+            for fb in self.b_formats or (self.b_format,):
+                if fa == fb and self.a_formats is None and self.b_formats is None:
+                    check_format_pair(self.acc_format, fa)
+                else:
+                    check_format_pair(self.acc_format, fa, fb,
+                                      names=("a_formats" if self.a_formats else "a_format",
+                                             "b_formats" if self.b_formats else "b_format"))
         if self.chunk is not None:
             set_("chunk", _int("chunk", self.chunk, 1, 1 << 30))
         dot = self.dot
@@ -237,12 +278,35 @@ class MacConfig:
         return self.a_format != self.b_format
 
     @property
+    def runtime_formats(self) -> bool:
+        """Whether ``a_formats`` or ``b_formats`` is given (a stream whose set has two or more
+        formats gets a ``tuser`` port in the hardware; a set of one is that stream's format)."""
+        return self.a_formats is not None or self.b_formats is not None
+
+    def stream_formats(self, stream: str) -> tuple[FloatFormat, ...]:
+        """The formats stream ``"a"`` or ``"b"`` can carry: its set, or its one format."""
+        if stream not in ("a", "b"):
+            raise ValueError(f"stream must be 'a' or 'b', not {stream!r}")
+        return getattr(self, f"{stream}_formats") or (getattr(self, f"{stream}_format"),)
+
+    def with_formats(self, a_format=None, b_format=None) -> "MacConfig":
+        """This design computing a GEMM whose A and B operands are in ``a_format`` / ``b_format``
+        (each from its stream's set; None keeps the current one): what the model computes for
+        tiles sent with those formats. ValueError if a format is not in its stream's set."""
+        for name, value in (("a_format", a_format), ("b_format", b_format)):
+            if value is not None and format_by_name(value, name) not in self.stream_formats(name[0]):
+                allowed = ", ".join(f.label for f in self.stream_formats(name[0]))
+                raise ValueError(f"{name} must be one of {allowed}, not {format_by_name(value, name).label}")
+        return dataclasses.replace(self, a_format=a_format or self.a_format,
+                                   b_format=b_format or self.b_format)
+
+    @property
     def operand_label(self) -> str:
         """The operand formats for reports: ``in_format``'s label when both streams have it,
         else ``"<a_format> x <b_format>"``."""
-        if self.mixed_formats:
-            return f"{self.a_format.label} x {self.b_format.label}"
-        return self.in_format.label
+        a = "|".join(f.label for f in self.stream_formats("a"))
+        b = "|".join(f.label for f in self.stream_formats("b"))
+        return f"{a} x {b}" if a != b or self.runtime_formats else a
 
     @property
     def macs_per_cycle(self) -> int:
@@ -291,10 +355,18 @@ class MacConfig:
         for key in ("a_format", "b_format"):
             if d[key] == self.in_format:
                 del d[key]
+        for key in ("a_formats", "b_formats"):
+            if d[key] is None:
+                del d[key]
+
+        def spelled(fmt):
+            return fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()
         for key in ("in_format", "acc_format", "a_format", "b_format"):
             if key in d:
-                fmt = d[key]
-                d[key] = fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()
+                d[key] = spelled(d[key])
+        for key in ("a_formats", "b_formats"):
+            if key in d:
+                d[key] = [spelled(f) for f in d[key]]
         return d
 
     @classmethod

@@ -25,6 +25,9 @@ The rules, which the hardware follows:
   A step is :func:`~fp8mac.model.arith.fp_dot` (:func:`~fp8mac.model.arith.fp_fma` for d = 1):
   the exact sum rounded once. The +0 padding products change no value, except that a sum of
   only -0 terms then becomes +0.
+* **Run-time formats** (``a_formats`` / ``b_formats``). Each tile is computed in the formats it
+  is sent with (:func:`mac_gemm_tile_formats`); a tile's results do not depend on the other
+  tiles' formats, because no draw of a random stream depends on data (below).
 * **Random streams.** Each PE has one LFSR per stochastic rounding (stream 0 inner, stream 1
   outer), seeded once with ``stream_seed(seed, r, c, stream)`` at the start of ``mac_gemm``
   (hardware: at reset) and running on across tiles. A stochastic step always draws (exact or
@@ -50,7 +53,7 @@ from .formats import Unpacked, check_codes
 from .lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, draw_sequences, stream_seed
 from .rounding import add_exact, mul_exact, pack, round_unpacked, sum_exact, top_exponent
 
-__all__ = ["mac_gemm", "pe_seeds", "n_chunks", "float_kernel_applies"]
+__all__ = ["mac_gemm", "mac_gemm_tile_formats", "pe_seeds", "n_chunks", "float_kernel_applies"]
 
 
 def n_chunks(k: int, chunk: int | None) -> int:
@@ -288,3 +291,40 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
                 outer = ops.add(outer, inner, config.outer_rounding, rand(outer_seq, c0 // chunk))
         out[rs] = ops.codes(outer)
     return out[:M, :N]
+
+
+def mac_gemm_tile_formats(a_codes, b_codes, config: MacConfig, tile_formats, kernel: str | None = None) -> np.ndarray:
+    """:func:`mac_gemm` of a design with run-time formats when each tile is sent with its own
+    formats: ``tile_formats[t]`` is ``(a_format, b_format)`` of tile ``t`` (row-major tile order,
+    one pair per tile; each from its stream's set, :meth:`MacConfig.with_formats`). A tile's
+    operand codes are read in its formats (the host sends A's rows again for every tile of a
+    tile row, so two tiles may read the same codes in different formats: the formats of one
+    stream share a code width).
+
+    Tile t's results are those of ``mac_gemm`` of the whole GEMM in tile t's formats: every
+    product and sum is exact before its one rounding, and the random draws depend only on the
+    tile's position in the order (module docstring), never on data or formats.
+
+    Raises
+    ------
+    ValueError
+        As ``mac_gemm``; or if ``tile_formats`` does not hold one pair per tile, or a format is
+        not in its stream's set.
+    """
+    a = np.asarray(a_codes)
+    b = np.asarray(b_codes)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"a_codes and b_codes must be 2-D (M x K and K x N), got shapes {a.shape} and {b.shape}")
+    R, C = config.rows, config.cols
+    tm, tn = -(-a.shape[0] // R), -(-b.shape[1] // C)
+    pairs = list(tile_formats)
+    if len(pairs) != tm * tn or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
+        raise ValueError(f"tile_formats must hold one (a_format, b_format) pair per tile: {tm * tn} tiles "
+                         f"of {R} x {C} for a {a.shape[0]} x {b.shape[1]} result")
+    configs = [config.with_formats(*p) for p in pairs]
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+    for cfg in dict.fromkeys(configs):  # each distinct pair once (a stream's formats share a width)
+        mine = np.array([other == cfg for other in configs]).reshape(tm, tn)
+        use = np.repeat(np.repeat(mine, R, axis=0), C, axis=1)[:a.shape[0], :b.shape[1]]
+        out[use] = mac_gemm(a, b, cfg, kernel)[use]
+    return out

@@ -215,6 +215,7 @@ class AccelBench:
         self.seed = int(seed)
         self.period_ns = period_ns
         self._check_ports()
+        self._has_err_tuser = any(p["name"] == "err_tuser" for p in self.manifest["ports"])
         self.fault = None
         self._epoch = 0  # reset count: salts the pause streams of each reset's new drivers
         self._pauses = PAUSE_SETS[0]
@@ -319,16 +320,25 @@ class AccelBench:
         return Scoreboard(expected, self.config.acc_format, lanes=C, tlast=tlast, seed=self.seed,
                           name="m_axis_c", locate=locate)
 
-    def start_gemm(self, a_codes, b_codes, name: str = "gemm") -> "GemmInFlight":
+    def gemm_config(self, formats=None) -> MacConfig:
+        """The configuration the model computes a GEMM sent in ``formats`` with: ``(a_format,
+        b_format)`` from the streams' run-time sets (None: the design's ``a_format`` /
+        ``b_format``)."""
+        return self.config if formats is None else self.config.with_formats(*formats)
+
+    def start_gemm(self, a_codes, b_codes, name: str = "gemm", formats=None) -> "GemmInFlight":
         """Queue every operand beat of ``A @ B`` (all tiles, pre-packed) and check the result
-        beats as they arrive; returns at once. :meth:`run_gemm` waits for the end."""
+        beats as they arrive; returns at once. :meth:`run_gemm` waits for the end. ``formats``:
+        as :meth:`gemm_config`; each stream's ``tuser`` carries its format's index."""
         if self.a is None:
             raise RuntimeError("call reset() before the first GEMM")
+        config = self.gemm_config(formats)
+        users = [self.config.stream_formats(s).index(getattr(config, f"{s}_format")) for s in "ab"]
         a = np.asarray(a_codes, dtype=np.int64)
         b = np.asarray(b_codes, dtype=np.int64)
-        ts = tiles(a, b, self.config)
+        ts = tiles(a, b, config)
         gemm = GemmInFlight(name, a.shape, b.shape, len(ts),
-                            self._scoreboard(name, expected_tiles(a, b, self.config), a.shape[0],
+                            self._scoreboard(name, expected_tiles(a, b, config), a.shape[0],
                                              b.shape[1]))
         self.c.set_callback(gemm.check if self.fault is None else gemm.checker(self.fault))
         beats = len(ts[0].a_beats)  # per tile: ceil(K / dot)
@@ -336,14 +346,15 @@ class AccelBench:
         a_beats = [beat for t in ts for beat in t.a_beats]
         b_beats = [beat for t in ts for beat in t.b_beats]
         gemm.cycle0, gemm.wall0, gemm.cpu0 = self.c.cycles, time.perf_counter(), time.process_time()
-        self.a.send_nowait(a_beats, last * len(ts))
-        self.b.send_nowait(b_beats, last * len(ts))
+        self.a.send_nowait(a_beats, last * len(ts), users[0])
+        self.b.send_nowait(b_beats, last * len(ts), users[1])
         return gemm
 
     async def run_gemm(self, a_codes, b_codes, name: str = "gemm",
-                       timeout_cycles: int | None = None) -> GemmRun:
-        """Stream ``A (M x K) @ B (K x N)`` (input-format codes) through the DUT and check every
-        result code against the model; returns the :class:`GemmRun`.
+                       timeout_cycles: int | None = None, formats=None) -> GemmRun:
+        """Stream ``A (M x K) @ B (K x N)`` (codes of the streams' formats, or of ``formats``:
+        :meth:`gemm_config`) through the DUT and check every result code against the model;
+        returns the :class:`GemmRun`.
 
         Raises
         ------
@@ -351,9 +362,9 @@ class AccelBench:
             On the first wrong result code or ``tlast``, an extra beat, or a missing one.
         AssertionError
             If the results do not all arrive within ``timeout_cycles`` (default: generous for
-            the stall patterns), or ``err_tlast`` is set.
+            the stall patterns), or ``err_tlast`` (``err_tuser``) is set.
         """
-        gemm = self.start_gemm(a_codes, b_codes, name)
+        gemm = self.start_gemm(a_codes, b_codes, name, formats)
         if timeout_cycles is None:
             timeout_cycles = 60 * gemm.tiles * (gemm.k + self.config.rows) + 20_000
         await self.c.wait_for(gemm.scoreboard.expected_beats, timeout_cycles)
@@ -366,6 +377,9 @@ class AccelBench:
         if int(self.dut.err_tlast.value):
             raise AssertionError(f"err_tlast is set after GEMM {name!r}: A and B tlast disagreed "
                                  f"(rerun with FP8MAC_SEED={self.seed})")
+        if self._has_err_tuser and int(self.dut.err_tuser.value):
+            raise AssertionError(f"err_tuser is set after GEMM {name!r}: a tuser changed within a "
+                                 f"tile (rerun with FP8MAC_SEED={self.seed})")
         codes = assemble(gemm.beats, gemm.m, gemm.n, self.config)
         return GemmRun(name, codes, (gemm.m, gemm.k, gemm.n), gemm.tiles,
                        self.c.cycles - gemm.cycle0, wall, cpu, self._pauses)

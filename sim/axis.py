@@ -30,6 +30,7 @@ beat is taken, as AXI4-Stream requires.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -131,7 +132,8 @@ def _stream_ports(dut, prefix: str):
 
 
 class StreamDriver:
-    """Drives beats into an AXI4-Stream slave port (``<prefix>_tdata/tvalid/tready/tlast``).
+    """Drives beats into an AXI4-Stream slave port (``<prefix>_tdata/tvalid/tready/tlast``, and
+    ``_tuser`` if the port has one).
 
     Beats wait in a queue; the driver offers the head beat whenever its pause generator allows
     and holds it until ``tready`` takes it.
@@ -162,8 +164,11 @@ class StreamDriver:
         self._put_data = port_access(self._tdata)[1]
         self._put_valid = port_access(self._tvalid)[1]
         self._put_last = None if self._tlast is None else port_access(self._tlast)[1]
+        self._tuser = _port(dut, prefix, "tuser", required=False)
+        self._put_user = None if self._tuser is None else port_access(self._tuser)[1]
+        self._user_out = 0
         self._data_limit = 1 << len(self._tdata)
-        self._queue: deque[tuple[int, int]] = deque()
+        self._queue: deque[tuple[int, int, int]] = deque()
         self._pause: Iterator[bool] = itertools.repeat(False) if pause is None else iter(pause)
         self._busy = False  # a beat is on the bus (tvalid high)
         self._valid_out = False  # what tvalid shows now
@@ -176,15 +181,19 @@ class StreamDriver:
         self._tdata.value = 0
         if self._tlast is not None:
             self._tlast.value = 0
+        if self._tuser is not None:
+            self._tuser.value = 0
         self._task = cocotb.start_soon(self._run())
 
     def set_pause_generator(self, pause: Iterable[bool] | None):
         """Use ``pause`` from the next cycle on (``None``: never pause)."""
         self._pause = itertools.repeat(False) if pause is None else iter(pause)
 
-    def send_nowait(self, tdata: Iterable[int], tlast: Iterable[int] | None = None):
+    def send_nowait(self, tdata: Iterable[int], tlast: Iterable[int] | None = None,
+                    tuser: Iterable[int] | int | None = None):
         """Queue beats. ``tlast`` gives each beat's last flag; by default only the final beat of
-        this call has it (one packet per call)."""
+        this call has it (one packet per call). ``tuser``: each beat's ``tuser``, or one value
+        for all (default 0); only for a port with ``tuser``."""
         data = [int(d) for d in tdata]
         if tlast is None:
             last = [0] * len(data)
@@ -194,13 +203,21 @@ class StreamDriver:
             last = [int(bool(x)) for x in tlast]
             if len(last) != len(data):
                 raise ValueError(f"{self.name}: {len(data)} beats but {len(last)} tlast flags")
+        if tuser is None or isinstance(tuser, numbers.Integral):
+            user = [int(tuser or 0)] * len(data)
+        else:
+            user = [int(u) for u in tuser]
+            if len(user) != len(data):
+                raise ValueError(f"{self.name}: {len(data)} beats but {len(user)} tuser values")
+        if any(user) and self._tuser is None:
+            raise ValueError(f"{self.name} has no tuser port")
         if not data:
             return
         if min(data) < 0 or max(data) >= self._data_limit:
             bad = next(d for d in data if not 0 <= d < self._data_limit)
             raise ValueError(f"{self.name}: tdata {bad} does not fit the port's "
                              f"{self._data_limit.bit_length() - 1} bits")
-        self._queue.extend(zip(data, last))
+        self._queue.extend(zip(data, last, user))
         self._idle.clear()
         self._wake.set()
 
@@ -231,8 +248,11 @@ class StreamDriver:
         paused = next(self._pause)
         queue = self._queue
         if not self._busy and queue and not paused:
-            data, last = queue.popleft()
+            data, last, user = queue.popleft()
             self._put_data(data)
+            if self._put_user is not None and user != self._user_out:
+                self._put_user(user)
+                self._user_out = user
             if self._put_last is not None and last != self._last_out:
                 self._put_last(last)
                 self._last_out = last

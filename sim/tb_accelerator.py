@@ -5,7 +5,9 @@ through :func:`fp8mac.sim.runner.build_and_test`, on Icarus and Verilator. The d
 by its ``manifest.json`` (``FP8MAC_MANIFEST``); the seed is ``FP8MAC_SEED``.
 
 - ``workloads``: each workload named in ``FP8MAC_WORKLOADS`` (:mod:`fp8mac.sim.workloads`, size
-  ``FP8MAC_SIZE``) after a reset, with the next pause set of
+  ``FP8MAC_SIZE``; on a design with run-time formats each in its
+  :func:`~fp8mac.sim.workloads.workload_formats`, so the MLP's GEMMs make an HFP8 training step)
+  after a reset, with the next pause set of
   :data:`~fp8mac.sim.accel_bench.PAUSE_SETS` (or ``FP8MAC_PAUSES=a,b,c`` for all), every result
   code checked; records, per workload, the errors against FP32 and the rate.
 - ``gemm``: the operands in ``FP8MAC_GEMM_IN`` (an ``.npz`` with ``a`` and ``b``), checked, results
@@ -13,6 +15,8 @@ by its ``manifest.json`` (``FP8MAC_MANIFEST``); the seed is ``FP8MAC_SEED``.
 - ``fault_flipped_bit``, ``fault_dropped_beat``: a fault injected between the monitor and the
   scoreboard must be caught, with a message naming the tile, element and seed.
 - ``reset_mid_tile``: reset in the middle of a tile, then a new GEMM: exact, as a fresh mac_gemm.
+- ``tuser_mid_tile`` (designs with run-time formats): a tuser change within a tile sets
+  ``err_tuser``, a reset clears it.
 - ``throughput``: a GEMM at full rate, then the simulator alone for as many cycles; records
   simulated MAC/s and the share of time spent in Python.
 """
@@ -28,7 +32,7 @@ from cocotb.triggers import ClockCycles
 from fp8mac.sim.accel_bench import PAUSE_SETS, AccelBench, GemmRun
 from fp8mac.sim.runner import record_metric, test_seed
 from fp8mac.sim.scoreboard import ScoreboardMismatch
-from fp8mac.sim.workloads import QUICK_WORKLOADS, build_workload, errors
+from fp8mac.sim.workloads import QUICK_WORKLOADS, build_workload, errors, workload_formats
 
 def _pauses_from_env():
     text = os.environ.get("FP8MAC_PAUSES", "").strip()
@@ -71,15 +75,18 @@ async def workloads(dut):
     forced = _pauses_from_env()
     rows = []
     for i, name in enumerate(names):
-        layer = build_workload(name, tb.config, tb.seed, size)
+        formats = workload_formats(name, tb.config, tb.seed)  # run-time formats: this GEMM's
+        layer = build_workload(name, tb.config, tb.seed, size, formats)
+        if formats is not None:
+            layer.name += f" [{formats[0].label} x {formats[1].label}]"
         if not forced:
             tb.set_pauses(*PAUSE_SETS[i % len(PAUSE_SETS)])
         await tb.reset()
-        run = await tb.run_gemm(layer.a_codes, layer.b_codes, name=layer.name)
+        run = await tb.run_gemm(layer.a_codes, layer.b_codes, name=layer.name, formats=formats)
         exact = bool(np.array_equal(run.codes, layer.codes))  # the scoreboard already checked
         assert exact, f"{layer.name}: results differ from LayerGemm.codes (FP8MAC_SEED={tb.seed})"
         row = dict(workload=layer.name, shape="x".join(map(str, layer.shape)), exact=exact,
-                   **errors(layer, run.codes, tb.config), **_stats(run))
+                   **errors(layer, run.codes, tb.gemm_config(formats)), **_stats(run))
         rows.append(row)
         dut._log.info("%-30s %-9s exact; %5d cycles in %.2f s (%.2f s CPU), pauses %s; error "
                       "vs FP32 (same FP8 operands) %.2e, plain FP16 %.2e", layer.name, row["shape"],
@@ -219,3 +226,31 @@ async def reset_mid_tile(dut):
     await tb.reset()
     run = await tb.run_gemm(second.a_codes, second.b_codes, name=second.name)
     assert np.array_equal(run.codes, second.codes)
+
+
+@cocotb.test()
+async def tuser_mid_tile(dut):
+    """Run-time formats only: a tile whose second beat carries another tuser on a stream sets
+    the sticky ``err_tuser`` (and not ``err_tlast``); a reset clears it, and the next GEMM, in
+    formats other than the design's default, is exact."""
+    tb = await _bench(dut)
+    cfg = tb.config
+    stream = "a" if len(cfg.stream_formats("a")) > 1 else "b"
+    assert len(cfg.stream_formats(stream)) > 1, "tuser_mid_tile needs a design with run-time formats"
+    users = {"a": [0, 0], "b": [0, 0]}
+    users[stream] = [0, 1]
+    await tb.reset()
+    tb.c.set_callback(lambda tdata, tlast: None)  # the bad tile's results are not checked
+    tb.a.send_nowait([0, 0], [0, 1], users["a"])
+    tb.b.send_nowait([0, 0], [0, 1], users["b"])
+    await tb.a.wait()
+    await tb.b.wait()
+    await ClockCycles(dut.clk, 2)
+    assert int(dut.err_tuser.value) == 1, f"err_tuser stayed low after a tuser change within a tile on {stream}"
+    assert int(dut.err_tlast.value) == 0
+    await tb.reset()
+    assert int(dut.err_tuser.value) == 0, "reset did not clear err_tuser"
+    formats = tuple(cfg.stream_formats(s)[-1] for s in "ab")
+    layer = build_workload("random", cfg, tb.seed, formats=formats)
+    run = await tb.run_gemm(layer.a_codes, layer.b_codes, name="after err_tuser", formats=formats)
+    assert np.array_equal(run.codes, layer.codes)

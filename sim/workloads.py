@@ -32,13 +32,13 @@ import functools
 import numpy as np
 
 from fp8mac.model.config import MacConfig
-from fp8mac.model.formats import FloatFormat
+from fp8mac.model.formats import FloatFormat, format_by_name
 from fp8mac.model.gemm import mac_gemm
 from fp8mac.model.layers import LayerGemm, conv2d_forward, gemm_layer, operand_top_exp
 from fp8mac.model.workloads import digits_conv_operands, digits_mlp_gemms, train_digits_mlp
 
-__all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "build_workload", "code_gemm", "corner_codes",
-           "errors", "error_table", "nearest_config"]
+__all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "HFP8_FORMATS", "HFP8_STEP", "build_workload",
+           "workload_formats", "code_gemm", "corner_codes", "errors", "error_table", "nearest_config"]
 
 SIZES = {
     # MLP batch, conv images and filters, random GEMMs' extra rows/cols beyond whole tiles
@@ -49,6 +49,15 @@ SIZES = {
 
 _MLP_KEYS = ("fc1.forward", "fc2.forward", "fc2.backward", "fc1.weight_grad", "fc2.weight_grad")
 _FORMULAS = {"forward": "Y=XW", "backward": "dX=dY.W^T", "weight_grad": "dW=X^T.dY"}
+
+HFP8_FORMATS = {"forward": ("fp8_e4m3", "fp8_e4m3"), "backward": ("fp8_e5m2", "fp8_e4m3"),
+                "weight_grad": ("fp8_e4m3", "fp8_e5m2")}
+"""(A, B) formats of each GEMM of hybrid FP8 training (Sun et al., NeurIPS 2019): weights and
+activations in (1,4,3), errors in (1,5,2): forward X W, backward dY W^T (error x weight), weight
+gradient X^T dY (activation x error)."""
+
+HFP8_STEP = tuple(f"mlp.{key}" for key in _MLP_KEYS)
+"""The GEMMs of one digits MLP training step (each in its :data:`HFP8_FORMATS` on an HFP8 array)."""
 
 
 @functools.cache
@@ -173,17 +182,37 @@ QUICK_WORKLOADS = ("mlp.fc1.forward", "mlp.fc2.backward", "mlp.fc2.weight_grad",
 """The workloads of the quick tier (``make test``): every kind, at ``size="quick"``."""
 
 
-def build_workload(name: str, config: MacConfig, seed: int, size: str = "quick") -> LayerGemm:
-    """Workload ``name`` for ``config``; the same (name, config, seed, size) gives the same GEMM.
+def workload_formats(name: str, config: MacConfig, seed: int) -> tuple[FloatFormat, FloatFormat] | None:
+    """The (A, B) formats workload ``name`` runs in on a design with run-time formats (None for
+    one without): an MLP GEMM in its :data:`HFP8_FORMATS` where both streams can carry them,
+    any other workload in a pair drawn from the two sets by ``seed``."""
+    if not config.runtime_formats:
+        return None
+    kind = name.split(".")[-1]
+    if name.startswith("mlp.") and kind in HFP8_FORMATS:
+        a, b = (format_by_name(f) for f in HFP8_FORMATS[kind])
+        if a in config.stream_formats("a") and b in config.stream_formats("b"):
+            return a, b
+    salt = int.from_bytes(name.encode(), "little") % (1 << 63)
+    rng = np.random.default_rng([int(seed), salt, 16])
+    return tuple(config.stream_formats(s)[int(rng.integers(len(config.stream_formats(s))))] for s in "ab")
+
+
+def build_workload(name: str, config: MacConfig, seed: int, size: str = "quick",
+                   formats=None) -> LayerGemm:
+    """Workload ``name`` for ``config`` (in ``formats``, an (A, B) pair of its run-time sets,
+    when given: :meth:`MacConfig.with_formats`); the same arguments give the same GEMM.
 
     Raises
     ------
     ValueError
-        If ``name`` or ``size`` is unknown.
+        If ``name`` or ``size`` is unknown, or a format is not in its stream's set.
     """
     if name not in WORKLOADS:
         raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, not {name!r}")
     _check_size(size)
+    if formats is not None:
+        config = config.with_formats(*formats)
     salt = int.from_bytes(name.encode(), "little") % (1 << 63)
     return WORKLOADS[name](config, np.random.default_rng([int(seed), salt]), size)
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from fp8mac.hw.top import Accelerator, tile_spacing
+from fp8mac.hw.top import Accelerator, port_list, tile_spacing
 from fp8mac.model.config import MacConfig
+from fp8mac.model.formats import FloatFormat
 from fp8mac.model.gemm import mac_gemm
 from fp8mac.sim.tiler import assemble, tiles
 
@@ -29,12 +30,14 @@ def random_operands(rng, config, m, k, n, specials=False):
     return a, b
 
 
-def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_000, **options):
+def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_000, tile_users=None,
+                    **options):
     """Stream ``a @ b`` through the Accelerator; returns ``(result codes, cycles)``.
 
     ``p_idle`` is the probability, per stream (A, B, C), of an idle cycle before each beat (A, B:
-    tvalid low; C: tready low); bursts of idle cycles are drawn too. ``options`` go to the
-    Accelerator (e.g. ``seed_ports=True``).
+    tvalid low; C: tready low); bursts of idle cycles are drawn too. ``tile_users`` gives each
+    tile's ``(A tuser, B tuser)`` (run-time formats). ``options`` go to the Accelerator (e.g.
+    ``seed_ports=True``).
     """
     dut = Accelerator(config, **options)
     ts = tiles(a, b, config)
@@ -53,6 +56,7 @@ def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_0
 
     def producer(name, beats_of, stream_seed, p):
         valid, data, last, ready = (getattr(dut, f"s_axis_{name}_{s}") for s in ("tvalid", "tdata", "tlast", "tready"))
+        user = getattr(dut, f"s_axis_{name}_tuser", None)
 
         async def tb(ctx):
             idle = pauses(stream_seed, p)
@@ -64,6 +68,8 @@ def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_0
                         await ctx.tick()
                     ctx.set(valid, 1)
                     ctx.set(data, beat)
+                    if user is not None:
+                        ctx.set(user, tile_users[t.index]["ab".index(name)])
                     ctx.set(last, k == len(beats) - 1)
                     await ctx.tick().until(ready)
                 ctx.set(valid, 0)
@@ -87,6 +93,8 @@ def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_0
             elif wait:
                 wait -= 1
         assert not ctx.get(dut.err_tlast)
+        if hasattr(dut, "err_tuser"):
+            assert not ctx.get(dut.err_tuser)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -245,3 +253,85 @@ def test_first_result_latency(chunk, pipeline, outer):
     sim.run()
     assert seen["latency"] == cfg.cols + 3 + pipeline + (cfg.outer_placement == "row")
     assert first_result_latency(cfg) == seen["latency"]
+
+
+# ---- run-time formats (issue 16) -------------------------------------------------------------------
+
+HFP8 = ("fp8_e4m3", "fp8_e5m2")
+
+
+@pytest.mark.parametrize("fields", [
+    dict(rows=2, cols=3, chunk=4, a_formats=HFP8, b_formats=HFP8, inner_rounding="stochastic"),
+    dict(rows=3, cols=2, dot=2, chunk=4, a_formats=HFP8, b_format="fp8_e4m3", outer_adder="row"),
+], ids=["2x3-both-streams", "3x2-dot2-a-only-row-outer"])
+def test_tile_formats(fields, seed):
+    """Every tile in formats of its own (random per tile, both streams), under random pauses,
+    back to back without a reset: each tile's results are the model's in its formats
+    (``mac_gemm_tile_formats``), specials included."""
+    from fp8mac.model.gemm import mac_gemm_tile_formats
+
+    config = MacConfig(**fields)
+    rng = np.random.default_rng(seed)
+    m, k, n = 2 * config.rows + 1, 9, 3 * config.cols - 1
+    a = rng.integers(0, 256, (m, k))
+    b = rng.integers(0, 256, (k, n))
+    n_tiles = -(-m // config.rows) * -(-n // config.cols)
+    users = [tuple(int(rng.integers(len(config.stream_formats(s)))) for s in "ab") for _ in range(n_tiles)]
+    assert len(set(users)) > 1, "the draw must switch formats"
+    pairs = [(config.stream_formats("a")[i], config.stream_formats("b")[j]) for i, j in users]
+    got, _ = run_accelerator(config, a, b, seed, tile_users=users)
+    want = mac_gemm_tile_formats(a, b, config, pairs)
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{len(bad)} mismatches (FP8MAC_SEED={seed}); first at {tuple(bad[0])}: "
+                           f"got {int(got[tuple(bad[0])]):#x}, want {int(want[tuple(bad[0])]):#x}")
+
+
+E3M4 = FloatFormat(3, 4, 3, "ieee", name="e3m4")
+
+
+def run_tuser_beats(config, beats):
+    """Single beats ``(a_user, b_user, last)`` into a 1 x 1 Accelerator, one at a time; returns
+    err_tuser after each."""
+    dut = Accelerator(config)
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.m_axis_c_tready, 1)
+        for a_user, b_user, last in beats:
+            for s, user in (("a", a_user), ("b", b_user)):
+                ctx.set(getattr(dut, f"s_axis_{s}_tvalid"), 1)
+                ctx.set(getattr(dut, f"s_axis_{s}_tlast"), last)
+                if user is not None:
+                    ctx.set(getattr(dut, f"s_axis_{s}_tuser"), user)
+            await ctx.tick().until(dut.s_axis_a_tready)
+            ctx.set(dut.s_axis_a_tvalid, 0)
+            ctx.set(dut.s_axis_b_tvalid, 0)
+            for _ in range(tile_spacing(1, 1)):
+                await ctx.tick()
+            seen.append(ctx.get(dut.err_tuser))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return seen
+
+
+def test_tuser_change_within_a_tile_sets_err_tuser():
+    """Formats may change from tile to tile; a tuser change within a tile (here B's, at the
+    second beat) raises err_tuser, which stays set."""
+    config = MacConfig(rows=1, cols=1, chunk=None, a_formats=HFP8, b_formats=HFP8)
+    beats = [(1, 0, 0), (1, 0, 1),            # a clean tile: (1, 0) throughout
+             (0, 1, 0), (0, 1, 1),            # the next tile in other formats
+             (1, 1, 0), (1, 0, 1), (0, 0, 1)]  # B changes within the tile; sticky
+    assert run_tuser_beats(config, beats) == [0, 0, 0, 0, 0, 1, 1]
+
+
+def test_tuser_beyond_the_set_sets_err_tuser():
+    """Three formats on A's 2-bit tuser: index 3 names none (a one-beat tile); B has one format
+    and no tuser."""
+    config = MacConfig(rows=1, cols=1, chunk=None, a_formats=("fp8_e4m3", "fp8_e5m2", E3M4),
+                       b_format="fp8_e4m3")
+    widths = {p["name"]: p["width"] for p in port_list(config)}
+    assert widths["s_axis_a_tuser"] == 2 and "s_axis_b_tuser" not in widths
+    assert run_tuser_beats(config, [(2, None, 1), (3, None, 1), (0, None, 1)]) == [0, 1, 1]

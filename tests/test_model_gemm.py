@@ -478,7 +478,9 @@ def test_config_dict_round_trip(cfg):
     assert MacConfig.from_dict(d) == cfg
     assert MacConfig.from_dict(json.loads(json.dumps(d))) == cfg  # what manifest.json holds
     # every field; a single-format configuration leaves out the two streams' formats (in_format)
-    assert set(d) == {f.name for f in dataclasses.fields(MacConfig)} - {"a_format", "b_format"}
+    # and the run-time format sets (none)
+    assert set(d) == {f.name for f in dataclasses.fields(MacConfig)} - {"a_format", "b_format",
+                                                                        "a_formats", "b_formats"}
 
 
 def test_plain_config_is_one_accumulator_rounding_to_nearest():

@@ -45,15 +45,22 @@ N_SEEDS = int(os.environ.get("FP8MAC_SEEDS", "3")) if TIER == "full" else 1
 # cover both PE variants, both outer roundings, inner stochastic rounding, chunking off, dot
 # widths 1 to 8 (both step structures), the row outer adder, pipeline depths 1-3, several array
 # shapes and chunk sizes, and mixed operand formats (HFP8's backward GEMM: E5M2 x E4M3).
+HFP8 = ("fp8_e4m3", "fp8_e5m2")
 QUICK_DESIGNS = [
     ("2x4-dot4-chunk16-row-outer-sr", dict(rows=2, cols=4, dot=4, chunk=16, outer_adder="row")),
     ("3x2-two-adder-pe-outer-chunk8-inner-sr-outer-nearest-pipeline1",
      dict(rows=3, cols=2, chunk=8, inner_rounding="stochastic", outer_rounding="nearest", rbits=4,
           seed=7, outer_adder="pe", pipeline=1)),
-    ("2x3-e5m2-x-e4m3-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_format="fp8_e5m2",
-                                         b_format="fp8_e4m3", inner_rounding="stochastic")),
+    # HFP8 on one array: both streams select E4M3 or E5M2 per tile (tuser); the MLP workloads
+    # run as a training step, each GEMM in its HFP8 formats (sim/workloads.HFP8_FORMATS).
+    ("2x3-hfp8-runtime-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_formats=HFP8,
+                                          b_formats=HFP8, inner_rounding="stochastic")),
 ]
 FULL_DESIGNS = QUICK_DESIGNS + [
+    ("2x3-e5m2-x-e4m3-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_format="fp8_e5m2",
+                                         b_format="fp8_e4m3", inner_rounding="stochastic")),
+    ("3x3-hfp8-runtime-a-only-row-outer", dict(rows=3, cols=3, chunk=16, a_formats=HFP8,
+                                               b_format="fp8_e4m3", outer_adder="row")),
     ("4x4-two-adder-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64)),
     ("4x4-two-adder-pe-outer-chunk64-outer-sr", dict(rows=4, cols=4, chunk=64, outer_adder="pe")),
     ("4x2-two-adder-chunk4-nearest", dict(rows=4, cols=2, chunk=4, outer_rounding="nearest")),
@@ -109,7 +116,9 @@ def test_accelerator(name, fields, sim, rep, seed):
     workloads = QUICK_WORKLOADS if TIER == "quick" else tuple(WORKLOADS)
     workloads = tuple(w for w in workloads if (name, w) not in KNOWN_HW_BUGS)
     size = "full" if TIER == "full" and sim == "verilator" else "quick"
-    results = run_cocotb(sim, MacConfig(**fields), COCOTB_TESTS, (seed + rep) % 2**32,
+    config = MacConfig(**fields)
+    tests = COCOTB_TESTS + (["tuser_mid_tile"] if config.runtime_formats else [])
+    results = run_cocotb(sim, config, tests, (seed + rep) % 2**32,
                          FP8MAC_WORKLOADS=",".join(workloads), FP8MAC_SIZE=size)
     rows = results.metrics["workloads"]
     assert [r["exact"] for r in rows] == [True] * len(workloads)
