@@ -276,6 +276,65 @@ def _dot_section(res):
     return lines + [""]
 
 
+HFP8 = ("fp8_e4m3", "fp8_e5m2")
+#: Issue 16: the area of two operand formats. A PE whose streams differ (E4M3 x E5M2), and the PE
+#: and 8 x 8 array of a design whose streams choose E4M3 or E5M2 per tile (its PEs compute in the
+#: 9-bit common format; the top converts every lane).
+HFP8_PES = [_pe("fp8_mixed", "... e4m3 x e5m2 operands (two formats, fixed)", a_format="fp8_e4m3",
+                b_format="fp8_e5m2"),
+            _pe("fp8_hfp8", "... e4m3 or e5m2 per tile on both streams (the PE: 9-bit (1,5,3) codes)",
+                a_formats=HFP8, b_formats=HFP8)]
+HFP8_ARRAY = Design("array8x8_hfp8", "8 x 8 array, e4m3 or e5m2 per tile on both streams (hierarchical)",
+                    "hier_array", (DEFAULT.replace(rows=8, cols=8, a_formats=HFP8, b_formats=HFP8,
+                                                   top="fp8mac_array8x8_hfp8"),), ("asic",))
+
+
+def _hfp8_section(res):
+    """The cost of a second operand format, fixed or chosen per tile (Markdown lines)."""
+    rows = [("fp8", "one format: e5m2 (default)"), ("fp8_e4m3", "one format: e4m3"),
+            ("fp8_mixed", "e4m3 x e5m2, fixed"), ("fp8_hfp8", "e4m3 or e5m2 per tile, both streams")]
+    base = _v(res.get("fp8"), "asic", "area")
+    if not base or _v(res.get("fp8_hfp8"), "asic", "area") is None:
+        return []
+    lines = ["## Two operand formats (HFP8)", "",
+             "HFP8 training multiplies E4M3 by E5M2 in two of its three GEMMs. A design may fix "
+             "each stream's format (`--a-format`, `--b-format`) or let each tile choose "
+             "(`--a-formats`, `--b-formats`, the format in `tuser`); then the top converts every "
+             "code exactly into the smallest format that holds both, (1,5,3) with bias 15, and "
+             "every PE computes in it.", "",
+             "| PE operands | osu018 area (um^2) | vs default | Fmax (MHz) |", "|---|---:|---:|---:|"]
+    for key, label in rows:
+        area, fmax = _v(res.get(key), "asic", "area"), _v(res.get(key), "asic", "fmax")
+        lines.append(f"| {label} | {_fmt(area)} | {_fmt(area / base if area else None, 3, 'x')} | {_fmt(fmax, 1)} |")
+    hier, rt = res.get("array8x8"), res.get("array8x8_hfp8")
+    if hier and rt:
+        def mods(r, top):
+            m = {k: v.get("value") for k, v in (r.get("asic", {}).get("modules") or {}).items()}
+            return m.get(top), _v(r, "asic", "area"), _v(r, "asic", "fmax")
+        top0, total0, f0 = mods(hier, "fp8mac_array8x8")
+        top1, total1, f1 = mods(rt, "fp8mac_array8x8_hfp8")
+        lines += ["", "| 8 x 8 array (hierarchical) | total (um^2) | per PE | top logic (um^2) | Fmax (MHz) |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| one format (default) | {_fmt(total0)} | {_fmt(total0 / 64 if total0 else None)} | "
+                  f"{_fmt(top0)} | {_fmt(f0, 1)} |",
+                  f"| e4m3 or e5m2 per tile | {_fmt(total1)} | {_fmt(total1 / 64 if total1 else None)} | "
+                  f"{_fmt(top1)} | {_fmt(f1, 1)} |"]
+        e4m3, rt_pe = _v(res.get("fp8_e4m3"), "asic", "area"), _v(res.get("fp8_hfp8"), "asic", "area")
+        if total0 and total1 and top0 and top1 and e4m3 and rt_pe:
+            lines += ["", f"Run-time selection costs {total1 / total0 - 1:.1%} of the 8 x 8 array. Most of it "
+                          f"is E4M3's fourth significand bit, which any design taking E4M3 pays: the "
+                          f"e4m3-only PE is already {e4m3 / base - 1:.1%} above the e5m2 one (a 4 x 4 "
+                          f"multiplier, a wider product frame). Choosing per tile adds "
+                          f"{rt_pe / e4m3 - 1:.1%} to the PE over e4m3-only (the 9-bit codes' wider "
+                          f"exponent: E5M2's range) and {top1 - top0:,.0f} um^2 to the top "
+                          f"({(top1 - top0) / total0:.1%} of the array: the 16 lane converters and the "
+                          f"tuser check, which grow with rows + cols, not with the PEs)."]
+            if f0 and f1:
+                lines[-1] += (f" The clock falls from {f0:.1f} to {f1:.1f} MHz: the accumulation loop "
+                              f"(the limit, see Pipeline depth) adds the wider products.")
+    return lines + [""]
+
+
 def _block(key, label, block, **kw):
     """A sub-block, built by :func:`fp8mac.hw.emit.build_block` (``kw`` are its arguments)."""
     return Design(key, label, "block", (block, tuple(sorted(kw.items()))))
@@ -583,7 +642,7 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
         label = next(d.label for d in PES if d.key == key)
         lines.append(f"| {label} | {by} | {_fmt(r, 2, 'x')} | >= {goal:g}x | {'yes' if met else 'no'} |")
     lines += ["", "## Processing elements", ""] + _pe_table(res, PES)
-    lines += [""] + _dot_section(res) + _pipeline_section(res)
+    lines += [""] + _dot_section(res) + _pipeline_section(res) + _hfp8_section(res)
     lines += ["", "FFs: flip-flops of the generic netlist. iCE40 figures: the PE alone (LUT4 / SB_CARRY / "
               "SB_DFF*); Fmax with all IO registered. \"does not fit\": more logic cells than the HX8K's "
               "7680.", ""]
@@ -772,7 +831,8 @@ def main(argv=None) -> int:
     except (ToolMissing, ValueError) as exc:
         print(f"synth_compare: error: {exc}", file=sys.stderr)
         return 1
-    designs = PES + DOT_PES + PE_OUTER_PES + [ROW_SLICE] + PIPE_PES + BLOCKS + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat]
+    designs = (PES + DOT_PES + PE_OUTER_PES + [ROW_SLICE] + PIPE_PES + HFP8_PES + BLOCKS + [HFP8_ARRAY]
+               + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat])
     if args.only is not None:
         known = {d.key for d in designs}
         unknown = [k for k in args.only if k not in known]
