@@ -189,6 +189,101 @@ def test_train_quick_fp8_within_margin_of_fp32(tmp_path):
     assert "FP32 baseline" in md.read_text()
 
 
+def _record_gemms(monkeypatch):
+    """Wrap the study's gemm_layer: every call's shape (M, K, N), A and B formats, chunk and operand
+    codes, in call order."""
+    calls = []
+    real = tr.gemm_layer
+
+    def recording(name, a, b, config):
+        g = real(name, a, b, config)
+        calls.append(dict(shape=g.shape, a=config.a_format.name, b=config.b_format.name,
+                          chunk=config.chunk, a_codes=g.a_codes, b_codes=g.b_codes))
+        return g
+
+    monkeypatch.setattr(tr, "gemm_layer", recording)
+    return calls
+
+
+@pytest.mark.parametrize("variant, e4m3", [("hfp8", "fp8_e4m3"), ("hfp8-b11", "fp8_e4m3_b11")])
+def test_hfp8_gemms_take_e4m3_forward_and_e5m2_errors(monkeypatch, variant, e4m3):
+    """HFP8 (Sun et al. 2019): weights and activations in (1,4,3), errors dY in (1,5,2), so the
+    middle layer's forward X W is E4M3 x E4M3, its backward dY W^T E5M2 x E4M3 and its weight
+    gradient X^T dY E4M3 x E5M2; the first and last layers stay fp16_ibm. One step of 100 images,
+    hidden 4, in the step's call order (forward 1-3, then per layer from the top: weight gradient,
+    backward), then the test set's forward pass."""
+    calls = _record_gemms(monkeypatch)
+    tr.train_mlp(variant, seed=1, hidden=4, epochs=1, batch=100, train_limit=100)
+    e5, f16 = "fp8_e5m2", "fp16_ibm"
+    want = [((100, 64, 4), f16, f16),   # layer 1 forward
+            ((100, 4, 4), e4m3, e4m3),  # layer 2 forward: activations x weights
+            ((100, 4, 10), f16, f16),   # layer 3 forward
+            ((4, 100, 10), f16, f16),   # layer 3 weight gradient
+            ((100, 10, 4), f16, f16),   # layer 3 backward
+            ((4, 100, 4), e4m3, e5),    # layer 2 weight gradient: activations^T x errors
+            ((100, 4, 4), e5, e4m3),    # layer 2 backward: errors x weights^T
+            ((64, 100, 4), f16, f16),   # layer 1 weight gradient
+            ((359, 64, 4), f16, f16), ((359, 4, 4), e4m3, e4m3), ((359, 4, 10), f16, f16)]
+    assert [(c["shape"], c["a"], c["b"]) for c in calls] == want
+    assert {c["chunk"] for c in calls} == {64}
+
+
+def test_e4m3_b11_is_ml_dtypes_e4m3b11fnuz_without_its_nan(seed):
+    """The bias-11 (1,4,3) format against ml_dtypes' float8_e4m3b11fnuz (written by others): the
+    same value for every code but 0x80 (their NaN, our -0), the same round-to-nearest-even encoding
+    (values compared, so ml_dtypes' unsigned zero matches our -0) of random float32 values across
+    its range, and the range the StableHLO RFC tabulates: normals 2**-10 .. 1.875 * 2**4 = 30,
+    smallest subnormal 2**-13."""
+    import ml_dtypes
+
+    f = tr.E4M3_B11
+    assert (f.exp_bits, f.man_bits, f.bias, f.has_inf, f.has_nan) == (4, 3, 11, False, False)
+    assert (f.min_normal, f.max_value, f.min_subnormal) == (2.0**-10, 30.0, 2.0**-13)
+    codes = np.arange(256, dtype=np.uint8)
+    theirs = codes.view(ml_dtypes.float8_e4m3b11fnuz).astype(np.float64)
+    ours = f.decode(codes)
+    assert np.isnan(theirs[0x80]) and ours[0x80] == 0 and np.signbit(ours[0x80])
+    keep = codes != 0x80
+    assert np.array_equal(ours[keep], theirs[keep])
+    rng = np.random.default_rng(seed)
+    x = np.ldexp(rng.random(20000) + 0.5, rng.integers(-15, 5, 20000)) * rng.choice([-1, 1], 20000)
+    x = x.astype(np.float32)
+    x = x[np.abs(x) < 30]
+    assert np.array_equal(f.decode(f.encode(x)), x.astype(ml_dtypes.float8_e4m3b11fnuz).astype(np.float64))
+
+
+def test_long_k_weight_gradients_lose_more_without_chunking(monkeypatch, tmp_path):
+    """The --long case's point on one full-batch step (K = 1438), hidden 8, the study's seed 0:
+    every GEMM before the weight gradients has K <= 64 (one chunk, the same sums chunked or not),
+    so both variants' weight gradients take the same operand codes, and only their accumulation
+    differs. Plain fp16_ibm accumulation then loses more: for zero-mean products the partial sums
+    random-walk and their rounding error grows like sqrt(K), so plain over chunk-64 should be about
+    sqrt(1438 / 64) = 4.7x; measured at seeds 0..9 it is 3.1x at least in layers 1 and 2 (3.7x,
+    6.2x here) and 18x at least in layer 3 (whose products are mostly of one sign, softmax minus
+    one-hot: swamping). Asserted: 2x, and layer 3 above 1 % plain (3.2 % at least) and below 0.5 %
+    chunked (0.24 % at most). The report's gradient-error and sampling-noise sections come out."""
+    calls = _record_gemms(monkeypatch)
+    r = tr.run_train(variants=("fp32", "fp8", "no-chunk"), seeds=(0,), hidden=8, epochs=1,
+                     batch=tr.TRAIN_IMAGES, noise_batch=128, jobs=1, log=lambda *a: None)
+    fp8, plain = calls[:8], calls[11:19]  # each run: one step (8 GEMMs), then 3 test-set forwards
+    assert [c["chunk"] for c in fp8] == [64] * 8 and [c["chunk"] for c in plain] == [None] * 8
+    for c, d in zip(fp8, plain):
+        assert c["shape"] == d["shape"]
+        assert np.array_equal(c["a_codes"], d["a_codes"]) and np.array_equal(c["b_codes"], d["b_codes"])
+    assert [c["shape"][1] for i, c in enumerate(fp8) if i in (3, 5, 7)] == [tr.TRAIN_IMAGES] * 3
+    e8 = {x.variant: np.array(x.wgrad_error[0]) for x in r.runs if x.wgrad_error}
+    assert np.all(e8["no-chunk"] > 2 * e8["fp8"]), e8
+    assert e8["no-chunk"][2] > 0.01 and e8["fp8"][2] < 0.005, e8
+    noise = [x.sampling_noise for x in r.runs if x.variant == "fp32"][0]
+    assert len(noise) == 1 and all(0 < n < 10 for n in noise[0])
+    md, png = tr.write_train(r, tmp_path, name="train_long")
+    assert md.name == "train_long.md" and png.read_bytes()[:8] == PNG
+    text = md.read_text()
+    assert "full-batch steps" in text and "## Weight-gradient accumulation error" in text
+    assert "## Sampling noise of a batch-128 gradient" in text
+    assert "where both see the same operands" in text
+
+
 # ---- bitwidth ----------------------------------------------------------------------------------
 
 def test_vrr_model_matches_a_simulation_of_its_assumptions(rng):
@@ -271,6 +366,10 @@ def test_cli_writes_reports(tmp_path, capsys):
     (["train", "--variants", "fp4"], "variants"),
     (["train", "--lr", "0"], "--lr"),
     (["train", "--batch", "0"], "--batch"),
+    (["train", "--batch", "1439"], "--batch"),
+    (["train", "--noise-batch", "0"], "--noise-batch"),
+    (["train", "--long", "--quick"], "--long"),
+    (["train", "--variants", "fp32,hfp9"], "variants"),
     (["bitwidth", "--man-bits", "0"], "--man-bits"),
     (["bitwidth", "--man-bits", "4..30"], "--man-bits"),
     (["bitwidth", "--in-format", "fp16_ibm"], "in_format"),

@@ -95,15 +95,24 @@ def register(sub):
 
     t = studies.add_parser("train", help="digits MLP trained with every GEMM on the array",
                            description="Train a 64-h-h-10 MLP on digits in FP32 and with FP8 GEMMs "
-                                       "(golden model), plus ablations; mean and spread over seeds.")
+                                       "(golden model), plus ablations and HFP8; mean and spread "
+                                       "over seeds, and the weight gradients' accumulation error. "
+                                       "--long: full-batch steps (K = 1438 weight gradients), "
+                                       "written as train_long.md / .png.")
     _common(t, "--seeds")
+    t.add_argument("--long", action="store_true",
+                   help="full-batch case: FP32, fp8 and no-chunk, 100 steps of all 1438 images")
     t.add_argument("--variants", help="comma list of fp32, fp8, no-chunk, nearest-update, "
-                                      "fp8-edges (default all)")
+                                      "fp8-edges, hfp8, hfp8-b11 (default all; --long: fp32, fp8, "
+                                      "no-chunk)")
     t.add_argument("--hidden", help="hidden units per layer (default 32)")
-    t.add_argument("--epochs", help="epochs (default 4)")
-    t.add_argument("--batch", help="batch size: K of the weight-gradient GEMMs (default 128)")
+    t.add_argument("--epochs", help="epochs (default 4; --long: 100 full-batch steps)")
+    t.add_argument("--batch", help="batch size: K of the weight-gradient GEMMs (default 128; "
+                                   "--long: 1438, all training images)")
     t.add_argument("--lr", help="learning rate (default 0.5)")
     t.add_argument("--chunk", help="accumulation chunk size (default 64)")
+    t.add_argument("--noise-batch", help="FP32 runs: measure the sampling noise of gradients of "
+                                         "this many of each step's images (default off; --long: 128)")
     t.set_defaults(func=run_train)
 
     b = studies.add_parser("bitwidth", help="accumulator mantissa bits by variance retention",
@@ -123,6 +132,8 @@ def _command(args, names):
     parts = ["fp8mac", "study", args.study]
     if args.quick:
         parts.append("--quick")
+    if getattr(args, "long", False):
+        parts.append("--long")
     for n in names:
         v = getattr(args, n.replace("-", "_"), None)
         if v is not None:
@@ -176,10 +187,12 @@ def run_accumulation(args) -> int:
 
 
 def run_train(args) -> int:
-    from .train import DEFAULT, QUICK, run_train as run, write_train
+    from .train import DEFAULT, LONG, QUICK, TRAIN_IMAGES, run_train as run, write_train
 
     t0 = time.perf_counter()
-    kw = dict(QUICK if args.quick else DEFAULT)
+    if args.quick and args.long:
+        raise ValueError("--quick and --long are two sizes: give one of them")
+    kw = dict(QUICK if args.quick else LONG if args.long else DEFAULT)
     if args.seeds is not None:
         kw["seeds"] = parse_ints("--seeds", args.seeds, 0, (1 << 64) - 1)
     if args.variants is not None:
@@ -189,15 +202,19 @@ def run_train(args) -> int:
     if args.epochs is not None:
         kw["epochs"] = parse_int("--epochs", args.epochs, 1, 1000)
     if args.batch is not None:
-        kw["batch"] = parse_int("--batch", args.batch, 1, 1438)
+        kw["batch"] = parse_int("--batch", args.batch, 1, TRAIN_IMAGES)
     if args.lr is not None:
         kw["lr"] = parse_float("--lr", args.lr)
     if args.chunk is not None:
         kw["chunk"] = parse_int("--chunk", args.chunk, 1, 1 << 20)
+    if args.noise_batch is not None:
+        kw["noise_batch"] = parse_int("--noise-batch", args.noise_batch, 1, TRAIN_IMAGES)
     out = _out(args)
     result = run(jobs=_jobs(args), **kw)
-    names = ["seeds", "variants", "hidden", "epochs", "batch", "lr", "chunk", "out", "jobs"]
-    return _report(write_train(result, out, _command(args, names)), t0)
+    names = ["seeds", "variants", "hidden", "epochs", "batch", "lr", "chunk", "noise-batch", "out",
+             "jobs"]
+    name = "train_long" if args.long else "train"
+    return _report(write_train(result, out, _command(args, names), name=name), t0)
 
 
 def run_bitwidth(args) -> int:
