@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["emit_verilog", "accelerator_verilog", "check_verilog_name", "build_block", "BLOCKS",
-           "register"]
+__all__ = ["emit_verilog", "accelerator_verilog", "engine_verilog", "check_verilog_name", "build_block",
+           "BLOCKS", "register"]
 
 BLOCKS = ("multiplier", "mac", "adder", "lfsr")
 _VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -77,6 +77,21 @@ def accelerator_verilog(config, top: str | None = None) -> str:
     row, pe = row_module_name(top), pe_module_name(top)
     return "\n".join([
         emit_verilog(Accelerator(config, module_prefix=top), top),
+        _submodule(emit_verilog(ArrayRow(config, module_prefix=top), row), row, VERILATOR_HIER_BLOCK),
+        _submodule(emit_verilog(ProcessingElement(config, seed_ports=True), pe))])
+
+
+def engine_verilog(config, engine, top: str | None = None) -> str:
+    """The Verilog of :class:`~fp8mac.hw.engine.Engine` ``(config, engine)`` as module ``top``,
+    with the array's row and PE modules as :func:`accelerator_verilog` writes them."""
+    from .array import ArrayRow, pe_module_name, row_module_name
+    from .engine import Engine
+    from .pe import ProcessingElement
+
+    top = check_verilog_name(config.top if top is None else top, "top")
+    row, pe = row_module_name(top), pe_module_name(top)
+    return "\n".join([
+        emit_verilog(Engine(config, engine, module_prefix=top), top),
         _submodule(emit_verilog(ArrayRow(config, module_prefix=top), row), row, VERILATOR_HIER_BLOCK),
         _submodule(emit_verilog(ProcessingElement(config, seed_ports=True), pe))])
 

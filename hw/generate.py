@@ -152,8 +152,9 @@ def _format_entries(config: MacConfig) -> dict:
     return entries
 
 
-def manifest(config: MacConfig) -> dict:
-    """The manifest of a generated design (JSON-serializable)."""
+def manifest(config: MacConfig, engine=None) -> dict:
+    """The manifest of a generated design (JSON-serializable); ``engine``: the layer engine's
+    (``top_kind`` "engine", its ports, buffer depths and register map)."""
     from .top import first_result_latency, port_list, tile_spacing
 
     seeds = {}
@@ -164,9 +165,10 @@ def manifest(config: MacConfig) -> dict:
     if STREAM_ROW_OUTER in config.row_streams:  # one per row: the row outer adder's
         seeds["row_outer"] = [stream_seed(config.seed, r, 0, STREAM_ROW_OUTER, config.lfsr_width)
                               for r in range(config.rows)]
-    return {
+    out = {
         "fp8mac_version": _version(),
         "top": config.top,
+        "top_kind": "stream" if engine is None else "engine",
         "config": config.to_dict(),
         "outer_placement": config.outer_placement,
         "formats": _format_entries(config),
@@ -185,6 +187,12 @@ def manifest(config: MacConfig) -> dict:
         "files": {"verilog": f"{config.top}.v", "core": f"{config.top}.core",
                   "waivers": f"{config.top}.vlt"},
     }
+    if engine is not None:
+        from .engine import engine_port_list, register_map
+        out["ports"] = engine_port_list(config)
+        out["engine"] = {"a_words": engine.a_words, "b_words": engine.b_words, "c_words": engine.c_words,
+                         "array_ports": port_list(config), **register_map()}
+    return out
 
 
 def waiver_file(config: MacConfig) -> str:
@@ -288,8 +296,10 @@ class Generated:
     waivers: Path
 
 
-def generate(config: MacConfig, out_dir) -> Generated:
-    """Write ``<top>.v``, ``manifest.json`` and ``<top>.core`` for ``config`` into ``out_dir``.
+def generate(config: MacConfig, out_dir, engine=None) -> Generated:
+    """Write ``<top>.v``, ``manifest.json`` and ``<top>.core`` for ``config`` into ``out_dir``;
+    with ``engine`` (an :class:`~fp8mac.hw.engine.EngineConfig`) the top is the layer engine
+    (:mod:`fp8mac.hw.engine`) around the array instead of the streaming top.
 
     ``<top>.v`` holds one processing-element module, ``<top>_pe``, and one array-row module,
     ``<top>_row`` (``cols`` PE instances ``pe_c<c>`` and the row's outer adder), instantiated
@@ -297,7 +307,7 @@ def generate(config: MacConfig, out_dir) -> Generated:
     (:func:`~fp8mac.hw.emit.accelerator_verilog`): its size and the time to write it grow with
     the rows and columns, not with one PE's logic per PE.
     """
-    from .emit import accelerator_verilog
+    from .emit import accelerator_verilog, engine_verilog
 
     out = Path(out_dir)
     try:
@@ -308,8 +318,9 @@ def generate(config: MacConfig, out_dir) -> Generated:
     try:
         names = {"verilog": f"{config.top}.v", "manifest": "manifest.json", "core": f"{config.top}.core",
                  "waivers": f"{config.top}.vlt"}
-        (tmp / names["verilog"]).write_text(accelerator_verilog(config))
-        (tmp / names["manifest"]).write_text(json.dumps(manifest(config), indent=2) + "\n")
+        (tmp / names["verilog"]).write_text(accelerator_verilog(config) if engine is None
+                                            else engine_verilog(config, engine))
+        (tmp / names["manifest"]).write_text(json.dumps(manifest(config, engine), indent=2) + "\n")
         (tmp / names["core"]).write_text(core_file(config))
         (tmp / names["waivers"]).write_text(waiver_file(config))
         for name in names.values():
@@ -325,6 +336,12 @@ def register(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     add_config_arguments(p)
     add_target_argument(p)
+    e = p.add_argument_group("top")
+    e.add_argument("--top-kind", metavar="KIND",
+                   help="stream (default): the array behind AXI4-Stream operand and result ports; engine: "
+                        "operand and result buffers, a GEMM sequencer and AXI4-Lite registers around it")
+    for s, what in (("a", "A buffer words (operand beats)"), ("b", "B buffer words"), ("c", "C buffer words (result rows)")):
+        e.add_argument(f"--{s}-words", type=int, metavar="N", help=f"engine: {what}, a power of two 2..65536 (default 1024)")
     p.set_defaults(func=_run)
 
 
@@ -349,9 +366,26 @@ def apply_target(args, config: MacConfig) -> MacConfig:
     return chosen
 
 
+def engine_from_args(args):
+    """The :class:`~fp8mac.hw.engine.EngineConfig` of ``--top-kind engine`` (None for the
+    streaming top); ValueError on bad values."""
+    from .engine import EngineConfig
+
+    kind = getattr(args, "top_kind", None) or "stream"
+    if kind not in ("stream", "engine"):
+        raise ValueError(f"top_kind must be stream or engine, not {kind!r}")
+    words = {k: getattr(args, k) for k in ("a_words", "b_words", "c_words") if getattr(args, k, None) is not None}
+    if kind == "stream":
+        if words:
+            raise ValueError(f"--{next(iter(words)).replace('_', '-')} sizes the engine's buffers: it needs --top-kind engine")
+        return None
+    return EngineConfig(**words)
+
+
 def _run(args) -> int:
     config = apply_target(args, config_from_args(args))
-    g = generate(config, args.out)
+    engine = engine_from_args(args)
+    g = generate(config, args.out, engine)
     print(f"fp8mac: {config.rows}x{config.cols} array, {config.operand_label} -> "
           f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "
           f"outer {config.outer_rounding}, {config.pe} PE")

@@ -217,3 +217,38 @@ def test_generated_verilog_lints_clean(fields):
     config = MacConfig(**fields)
     design = ensure_design(config)  # generated once per source version (build/designs/)
     lint(design / f"{config.top}.v", config.top)
+
+
+def test_engine_top_generates(tmp_path):
+    """--top-kind engine: the engine's ports (AXI4-Lite, load streams, C read stream, done), the
+    buffer depths and the register map in the manifest, the array's own ports listed apart."""
+    from fp8mac.hw.engine import ERRORS, REGISTERS
+
+    out = tmp_path / "e"
+    status, stdout, stderr = run_cli("generate", "--out", str(out), "--rows", "2", "--cols", "3",
+                                     "--top-kind", "engine", "--c-words", "64")
+    assert status == 0, stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["top_kind"] == "engine"
+    eng = man["engine"]
+    assert (eng["a_words"], eng["b_words"], eng["c_words"]) == (1024, 1024, 64)
+    assert {r["name"]: r["offset"] for r in eng["registers"]} == {k: v[0] for k, v in REGISTERS.items()}
+    assert {e["name"] for e in eng["errors"]} == set(ERRORS)
+    widths = {p["name"]: p["width"] for p in man["ports"]}
+    assert widths["s_axil_awaddr"] == 8 and widths["s_axil_rdata"] == 32 and widths["done"] == 1
+    assert widths["s_axis_a_tdata"] == 16 and widths["m_axis_c_tdata"] == 3 * 16
+    assert "s_axis_a_tready" in {p["name"] for p in eng["array_ports"]}
+    verilog = (out / "fp8mac_array.v").read_text()
+    assert re.search(r"^module fp8mac_array\(", verilog, re.M) and "fp8mac_array_row row_r1" in verilog
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--top-kind", "engin"], "top_kind must be stream or engine, not 'engin'"),
+    (["--a-words", "64"], "--a-words sizes the engine's buffers: it needs --top-kind engine"),
+    (["--top-kind", "engine", "--b-words", "100"], "b_words must be a power of two in 2..65536, not 100"),
+])
+def test_bad_engine_arguments(tmp_path, args, message):
+    out = tmp_path / "o"
+    status, stdout, stderr = run_cli("generate", "--out", str(out), *args)
+    assert (status, stdout, stderr) == (2, "", f"fp8mac: error: {message}\n")
+    assert not out.exists()

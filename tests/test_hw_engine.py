@@ -1,0 +1,211 @@
+"""The layer engine (hw/engine.py) in Amaranth's simulator: whole GEMMs from its buffers against
+mac_gemm, and each documented error flag for bad programming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from fp8mac.hw.engine import CTRL_BITS, ERRORS, REGISTERS, STATUS_BITS, Engine, EngineConfig
+from fp8mac.model.config import MacConfig
+from fp8mac.model.gemm import mac_gemm
+from fp8mac.sim.tiler import assemble, tiles
+
+
+class Host:
+    """AXI4-Lite and load-stream helpers for an Amaranth testbench."""
+
+    def __init__(self, dut, ctx):
+        self.dut, self.ctx = dut, ctx
+
+    async def write(self, name, value):
+        dut, ctx = self.dut, self.ctx
+        ctx.set(dut.s_axil_awaddr, REGISTERS[name][0])
+        ctx.set(dut.s_axil_wdata, value)
+        ctx.set(dut.s_axil_awvalid, 1)
+        ctx.set(dut.s_axil_wvalid, 1)
+        ctx.set(dut.s_axil_bready, 1)
+        await ctx.tick().until(dut.s_axil_awready)
+        ctx.set(dut.s_axil_awvalid, 0)
+        ctx.set(dut.s_axil_wvalid, 0)
+        (resp,) = await ctx.tick().sample(dut.s_axil_bresp).until(dut.s_axil_bvalid)
+        return resp
+
+    async def read(self, name):
+        """A register's value (``name``, or a byte address); its RRESP in ``self.rresp``."""
+        dut, ctx = self.dut, self.ctx
+        ctx.set(dut.s_axil_araddr, REGISTERS[name][0] if isinstance(name, str) else name)
+        ctx.set(dut.s_axil_arvalid, 1)
+        ctx.set(dut.s_axil_rready, 1)
+        await ctx.tick().until(dut.s_axil_arready)
+        ctx.set(dut.s_axil_arvalid, 0)
+        data, self.rresp = await ctx.tick().sample(dut.s_axil_rdata, dut.s_axil_rresp).until(dut.s_axil_rvalid)
+        return data
+
+    async def load(self, stream, words, at):
+        dut, ctx = self.dut, self.ctx
+        await self.write(f"{stream.upper()}_LOAD", at)
+        valid, data = getattr(dut, f"s_axis_{stream}_tvalid"), getattr(dut, f"s_axis_{stream}_tdata")
+        for w in words:
+            ctx.set(valid, 1)
+            ctx.set(data, w)
+            await ctx.tick()
+        ctx.set(valid, 0)
+
+    async def gemm(self, m, n, k, a_base=0, b_base=0, c_base=0, formats=0):
+        for name, value in (("M", m), ("N", n), ("K", k), ("A_BASE", a_base), ("B_BASE", b_base),
+                            ("C_BASE", c_base), ("FORMATS", formats)):
+            await self.write(name, value)
+        await self.write("CTRL", 1 << CTRL_BITS["START"])
+
+    async def wait_done(self, limit=100_000):
+        for _ in range(limit):
+            if self.ctx.get(self.dut.done):
+                return
+            await self.ctx.tick()
+        raise AssertionError("DONE never rose")
+
+    async def read_c(self, base, count):
+        dut, ctx = self.dut, self.ctx
+        await self.write("C_BASE", base)
+        await self.write("C_COUNT", count)
+        await self.write("CTRL", 1 << CTRL_BITS["READ"])
+        ctx.set(dut.m_axis_c_tready, 1)
+        words = []
+        while len(words) < count:
+            _, _, valid, data, last = await ctx.tick().sample(dut.m_axis_c_tvalid, dut.m_axis_c_tdata,
+                                                              dut.m_axis_c_tlast)
+            if valid:
+                words.append(data)
+                assert bool(last) == (len(words) == count)
+        return words
+
+
+def run(dut, body):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        await body(Host(dut, ctx))
+
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def operand_words(a, b, config):
+    """The A and B buffer words of a GEMM: each tile row's A beats once, each tile column's B
+    beats once (tiler order)."""
+    ts = tiles(a, b, config)
+    tn = -(-b.shape[1] // config.cols)
+    a_words = [w for t in ts if t.tile_col == 0 for w in t.a_beats]
+    b_words = [w for t in ts[:tn] for w in t.b_beats]
+    return a_words, b_words
+
+
+@pytest.mark.parametrize("fields, shape", [
+    (dict(rows=2, cols=3, chunk=4, inner_rounding="stochastic", rbits=4), (5, 9, 7)),
+    (dict(rows=3, cols=2, chunk=8, dot=2, outer_adder="row"), (4, 13, 5)),
+    (dict(rows=2, cols=2, chunk=None), (1, 1, 1)),
+])
+def test_engine_gemms_match_the_model(fields, shape, seed):
+    """Two GEMMs back to back from different buffer regions, results read back in two pieces:
+    every code the model's."""
+    config = MacConfig(**fields)
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    fin = config.in_format
+    finite = np.flatnonzero(np.isfinite(fin.decode(np.arange(256))))
+    dut = Engine(config, EngineConfig(a_words=64, b_words=64, c_words=64))
+    gemms = [(rng.choice(finite, (m, k)), rng.choice(finite, (k, n))) for _ in range(2)]
+    got = []
+
+    async def body(host):
+        for g, (a, b) in enumerate(gemms):
+            a_words, b_words = operand_words(a, b, config)
+            await host.load("a", a_words, 3 + g)
+            await host.load("b", b_words, 5 * g)
+            rows = -(-m // config.rows) * -(-n // config.cols) * config.rows
+            await host.gemm(m, n, k, a_base=3 + g, b_base=5 * g, c_base=7 * g)
+            await host.wait_done()
+            assert await host.read("CYCLES") > 0
+            status = await host.read("STATUS")
+            assert status >> 8 == 0 and status & (1 << STATUS_BITS["DONE"]), f"STATUS {status:#x}"
+            half = rows // 2
+            words = await host.read_c(7 * g, half) if half else []
+            words += await host.read_c(7 * g + half, rows - half)
+            got.append(assemble(words, m, n, config))
+
+    run(dut, body)
+    # Every START restarts the array's random streams: each GEMM is a fresh mac_gemm.
+    for g, (a, b) in enumerate(gemms):
+        np.testing.assert_array_equal(got[g], mac_gemm(a, b, config), err_msg=f"GEMM {g}, FP8MAC_SEED={seed}")
+
+
+def flags(status):
+    return {name for name, (bit, _) in ERRORS.items() if status >> bit & 1}
+
+
+def test_engine_error_flags():
+    """Each documented error, by bad programming; each refused command leaves the engine idle
+    (no DONE), the flags stay until CLEAR, writes to read-only or unknown addresses answer
+    SLVERR, and a good GEMM still runs afterwards."""
+    config = MacConfig(rows=2, cols=2, chunk=4, a_formats=("fp8_e4m3", "fp8_e5m2"), b_format="fp8_e4m3")
+    dut = Engine(config, EngineConfig(a_words=8, b_words=8, c_words=8))
+    seen = {}
+
+    async def expect(host, key, want):
+        status = await host.read("STATUS")
+        while status & (1 << STATUS_BITS["BUSY"]):                  # a START's checks
+            status = await host.read("STATUS")
+        seen[key] = (flags(status), bool(status >> STATUS_BITS["DONE"] & 1))
+        assert seen[key] == (want, False), f"{key}: STATUS {status:#x}"
+        assert await host.write("CTRL", 1 << CTRL_BITS["CLEAR"]) == 0
+        assert flags(await host.read("STATUS")) == set()
+
+    async def body(host):
+        await host.gemm(2, 2, 0)                                    # K = 0
+        await expect(host, "k0", {"ERR_SHAPE"})
+        await host.gemm(2, 2, 5, a_base=4)                          # A: words 4..8, the buffer has 8
+        await expect(host, "a", {"ERR_A_RANGE"})
+        await host.gemm(2, 2, 3, b_base=6)                          # B: words 6..8
+        await expect(host, "b", {"ERR_B_RANGE"})
+        await host.gemm(5, 4, 2)                                    # C: 3 x 2 tiles x 2 rows = 12 > 8
+        await expect(host, "c", {"ERR_C_RANGE"})
+        await host.gemm(2, 2, 2, a_base=8)                          # A_BASE out of range
+        await expect(host, "base", {"ERR_A_RANGE"})
+        await host.gemm(2, 2, 2, formats=2)                         # A has 2 formats: index 2 is none
+        await expect(host, "fmt", {"ERR_FORMAT"})
+        await host.gemm(2, 2, 2, formats=1 << 2)                    # B has one format: index 1 is none
+        await expect(host, "fmt_b", {"ERR_FORMAT"})
+        await host.load("a", [1, 2, 3], 6)                          # words 8 is beyond the buffer
+        await expect(host, "load", {"ERR_LOAD"})
+        assert await host.read("A_LOAD") == 9
+        await host.write("C_COUNT", 0)
+        await host.write("CTRL", 1 << CTRL_BITS["READ"])            # READ nothing
+        await expect(host, "read0", {"ERR_READ"})
+        await host.write("C_BASE", 6)
+        await host.write("C_COUNT", 3)
+        await host.write("CTRL", 1 << CTRL_BITS["READ"])            # READ beyond the buffer
+        await expect(host, "read", {"ERR_C_RANGE"})
+        assert await host.write("STATUS", 0) == 2                   # read-only: SLVERR
+        assert await host.write("CYCLES", 0) == 2
+        await host.write("M", 7)
+        assert await host.read("M") == 7 and host.rresp == 0
+        assert await host.read(0xFC) == 0 and host.rresp == 2       # unknown: SLVERR
+        assert await host.read("CTRL") == 0 and host.rresp == 2     # write-only
+        assert await host.read("DEPTHS") == 3 | 3 << 8 | 3 << 16
+        # START while busy: a long GEMM, then START again.
+        await host.load("a", [0] * 8, 0)
+        await host.load("b", [0] * 8, 0)
+        await host.write("C_COUNT", 1)
+        await host.gemm(2, 2, 8)
+        await host.write("CTRL", 1 << CTRL_BITS["START"])
+        status = await host.read("STATUS")
+        assert status & (1 << STATUS_BITS["BUSY"]) and flags(status) == {"ERR_BUSY"}, f"{status:#x}"
+        await host.wait_done()
+        assert flags(await host.read("STATUS")) == {"ERR_BUSY"}     # sticky through the GEMM
+        assert await host.read_c(0, 2) == [0, 0]                    # +0 x +0 sums
+
+    run(dut, body)
+    assert set(seen) == {"k0", "a", "b", "c", "base", "fmt", "fmt_b", "load", "read0", "read"}
