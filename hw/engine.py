@@ -16,6 +16,12 @@ Dataflow (:class:`Engine`):
   written; ``CYCLES`` holds the GEMM's clock cycles.
 * ``READ`` streams ``C_COUNT`` words of the C buffer from ``C_BASE`` out on ``m_axis_c``
   (``tlast`` on the last).
+* ``UPDATE`` is the SGD step of FP8 training on FP16 master weights held in the C buffer, in the
+  result layout (``s_axis_w`` loads them from ``C_LOAD``): for the M x N weight matrix at
+  ``W_BASE`` and its gradient at ``C_BASE`` (a weight-gradient GEMM's results), ``w <- round(w
+  - LR * g)`` element by element in row-major order, one element per cycle, stochastic rounding
+  with ``rbits`` bits per element from a 32-bit LFSR that starts from ``U_STATE`` and leaves its
+  state there: bit for bit :func:`fp8mac.model.update.sgd_update`.
 
 Bad programming never hangs and never computes on garbage: a command refused or stopped sets a
 sticky error flag in ``STATUS`` (:data:`ERRORS`), cleared by writing ``CLEAR`` or by reset; the
@@ -34,8 +40,18 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fp8mac.model.config import MacConfig
+from fp8mac.model.lfsr import leap_columns
 
+from .adder import MacUnit
+from .multiplier import FloatMultiplier
 from .top import Accelerator, tuser_width
+
+
+def _xor(bits):
+    out = bits[0]
+    for bit in bits[1:]:
+        out = out ^ bit
+    return out
 
 __all__ = ["EngineConfig", "Engine", "REGISTERS", "ERRORS", "CTRL_BITS", "STATUS_BITS",
            "engine_port_list", "register_map"]
@@ -56,12 +72,19 @@ REGISTERS = {
     "FORMATS": (0x2C, "rw", "run-time formats: bits [1:0] the A stream's index, [3:2] the B stream's"),
     "CYCLES": (0x30, "r", "clock cycles of the last GEMM, START to DONE"),
     "DEPTHS": (0x34, "r", "log2 of the A, B and C buffer depths in bits [7:0], [15:8], [23:16]"),
+    "C_LOAD": (0x38, "rw", "C buffer word the next s_axis_w beat is written to (master weights)"),
+    "W_BASE": (0x3C, "rw", "UPDATE: C buffer word of the master weights' first row (updated in place)"),
+    "LR": (0x40, "rw", "UPDATE: the learning rate, an accumulator-format code (the unit adds -LR * G)"),
+    "U_STATE": (0x44, "rw", "UPDATE: the 32-bit LFSR state the next draw follows (read back after an "
+                            "UPDATE to continue the tensor's stream)"),
+    "U_MODE": (0x48, "rw", "UPDATE: bit 0 = 1 rounds to nearest instead of stochastically"),
 }
 """The AXI4-Lite register map: 32-bit registers, byte addresses (``s_axil_awaddr`` /
 ``s_axil_araddr``, 8 bits). Writes to read-only or unknown addresses answer SLVERR."""
 
-CTRL_BITS = {"START": 0, "READ": 1, "CLEAR": 2}
-"""``CTRL`` bits: ``START`` a GEMM, ``READ`` the C buffer out, ``CLEAR`` the error flags."""
+CTRL_BITS = {"START": 0, "READ": 1, "CLEAR": 2, "UPDATE": 3}
+"""``CTRL`` bits: ``START`` a GEMM, ``READ`` the C buffer out, ``CLEAR`` the error flags,
+``UPDATE`` the weights (:mod:`fp8mac.model.update`)."""
 
 STATUS_BITS = {"BUSY": 0, "DONE": 1, "READING": 2}
 """``STATUS`` bits besides the errors: ``BUSY`` a START is being checked or its GEMM runs (a
@@ -78,6 +101,9 @@ ERRORS = {
     "ERR_LOAD": (13, "an s_axis_a / s_axis_b beat beyond its buffer (the beat is taken and dropped)"),
     "ERR_FORMAT": (14, "START with a FORMATS index beyond a stream's run-time format set"),
     "ERR_READ": (15, "READ with C_COUNT = 0"),
+    "ERR_W_RANGE": (16, "UPDATE whose weight or gradient rows (W_BASE or C_BASE + ceil(M/rows) * "
+                        "ceil(N/cols) * rows) exceed the C buffer"),
+    "ERR_STATE": (17, "UPDATE, stochastic, with U_STATE = 0 (the LFSR's dead state)"),
 }
 """``STATUS`` error flags (bit, meaning): sticky until ``CLEAR`` or reset; a refused command
 changes nothing else."""
@@ -127,6 +153,9 @@ def engine_port_list(config: MacConfig) -> list[dict]:
               ("s_axis_b_tdata", "input", w_b, "one B buffer word: a B operand beat"),
               ("s_axis_b_tvalid", "input", 1, "B load beat valid"),
               ("s_axis_b_tready", "output", 1, "always 1"),
+              ("s_axis_w_tdata", "input", config.cols * wacc, "one C buffer word (master weights)"),
+              ("s_axis_w_tvalid", "input", 1, "C load beat valid"),
+              ("s_axis_w_tready", "output", 1, "low while a GEMM or an UPDATE writes the C buffer"),
               ("m_axis_c_tdata", "output", config.cols * wacc, "one C buffer word: a result row"),
               ("m_axis_c_tvalid", "output", 1, "READ beat valid"),
               ("m_axis_c_tready", "input", 1, "READ beat taken"),
@@ -189,11 +218,13 @@ class Engine(wiring.Component):
         m.submodules.mem_a = mem_a = Memory(shape=wa, depth=eng.a_words, init=[])
         m.submodules.mem_b = mem_b = Memory(shape=wb, depth=eng.b_words, init=[])
         m.submodules.mem_c = mem_c = Memory(shape=wc, depth=eng.c_words, init=[])
+        facc = cfg.acc_format
+        wacc = facc.width
 
         # ---- registers ----------------------------------------------------------------------
         reg = {name: Signal(32, name=f"reg_{name.lower()}") for name in
                ("M", "N", "K", "A_BASE", "B_BASE", "C_BASE", "A_LOAD", "B_LOAD", "C_COUNT", "FORMATS",
-                "CYCLES")}
+                "CYCLES", "C_LOAD", "W_BASE", "LR", "U_STATE", "U_MODE")}
         errors = Signal(len(ERRORS))
         busy, done, reading = Signal(), Signal(), Signal()
         cmd = {name: Signal(name=f"cmd_{name.lower()}") for name in CTRL_BITS}  # one-cycle pulses
@@ -291,11 +322,69 @@ class Engine(wiring.Component):
             m.d.comb += core.s_axis_b_tuser.eq(fmt_b)
 
         # Results: the core's rows into the C buffer, never stalled.
-        wr_c = mem_c.write_port()
-        m.d.comb += [core.m_axis_c_tready.eq(1), wr_c.addr.eq(c_ptr), wr_c.data.eq(core.m_axis_c_tdata),
-                     wr_c.en.eq(core.m_axis_c_tvalid & busy)]
+        # The C buffer's one write port (a lane each, for UPDATE): the GEMM's result rows, the
+        # UPDATE's weights, or, while neither runs, the s_axis_w loads.
+        wr_c = mem_c.write_port(granularity=wacc)
+        updating = Signal()
+        m.d.comb += core.m_axis_c_tready.eq(1)
         with m.If(core.m_axis_c_tvalid & busy):
+            m.d.comb += [wr_c.addr.eq(c_ptr), wr_c.data.eq(core.m_axis_c_tdata), wr_c.en.eq(-1)]
             m.d.sync += [c_ptr.eq(c_ptr + 1), rows_written.eq(rows_written + 1)]
+        m.d.comb += self.s_axis_w_tready.eq(~busy & ~updating)
+        with m.If(self.s_axis_w_tvalid & ~busy & ~updating):
+            with m.If(reg["C_LOAD"] < eng.c_words):
+                m.d.comb += [wr_c.addr.eq(reg["C_LOAD"]), wr_c.data.eq(self.s_axis_w_tdata), wr_c.en.eq(-1)]
+            with m.Else():
+                m.d.comb += set_error["ERR_LOAD"].eq(1)
+            with m.If(~(wtake & (waddr == REGISTERS["C_LOAD"][0]))):
+                m.d.sync += reg["C_LOAD"].eq(reg["C_LOAD"] + 1)
+
+        # UPDATE: one weight per cycle, row-major over the M x N matrix in the result layout
+        # (element (i, j) in word (i // rows * tn + j // cols) * rows + i % rows, lane j % cols).
+        # Stage 0 reads the weight's and the gradient's words; stage 1 adds -LR * g, rounds once
+        # and writes the lane back.
+        rd_w, rd_g = mem_c.read_port(), mem_c.read_port()
+        u_i, u_r, u_rbase = Signal(16), Signal(16), Signal(32)  # row i, i % rows, (i // rows) * tn * rows
+        u_j, u_c, u_jr = Signal(16), Signal(range(C)), Signal(32)  # column j, j % cols, (j // cols) * rows
+        u_issue, u_all = Signal(), Signal()
+        u_word = Signal(32)
+        s1_valid, s1_lane, s1_word = Signal(), Signal(range(C)), Signal(32)
+        m.d.comb += [u_word.eq(u_rbase + u_r + u_jr),
+                     rd_w.addr.eq(reg["W_BASE"] + u_word), rd_g.addr.eq(reg["C_BASE"] + u_word),
+                     rd_w.en.eq(u_issue), rd_g.en.eq(u_issue)]
+        m.d.sync += s1_valid.eq(u_issue)
+        with m.If(u_issue):
+            m.d.sync += [s1_lane.eq(u_c), s1_word.eq(u_word)]
+            with m.If(u_j == reg["N"][:16] - 1):
+                m.d.sync += [u_j.eq(0), u_c.eq(0), u_jr.eq(0), u_i.eq(u_i + 1)]
+                with m.If(u_r == R - 1):
+                    m.d.sync += [u_r.eq(0), u_rbase.eq(u_rbase + tn * R)]
+                with m.Else():
+                    m.d.sync += u_r.eq(u_r + 1)
+                with m.If(u_i == reg["M"][:16] - 1):
+                    m.d.sync += u_all.eq(1)
+            with m.Else():
+                m.d.sync += u_j.eq(u_j + 1)
+                with m.If(u_c == C - 1):
+                    m.d.sync += [u_c.eq(0), u_jr.eq(u_jr + R)]
+                with m.Else():
+                    m.d.sync += u_c.eq(u_c + 1)
+        rbits = cfg.rbits
+        m.submodules.upd_mul = upd_mul = FloatMultiplier(facc)
+        m.submodules.upd_mac = upd_mac = MacUnit.for_product(facc, facc, ("stochastic", "nearest"), rbits)
+        u_state = reg["U_STATE"]
+        columns = leap_columns(32, rbits)
+        leap = Cat(*[_xor([u_state[j] for j in range(32) if (columns[j] >> i) & 1]) for i in range(32)])
+        lane_w = rd_w.data.word_select(s1_lane, wacc)
+        lane_g = rd_g.data.word_select(s1_lane, wacc)
+        m.d.comb += [upd_mul.a.eq(reg["LR"][:wacc] ^ (1 << (wacc - 1))), upd_mul.b.eq(lane_g),
+                     upd_mac.acc.eq(lane_w), upd_mac.addend.eq(upd_mul.product),
+                     upd_mac.mode.eq(reg["U_MODE"][0]), upd_mac.rand.eq(leap[:rbits])]
+        with m.If(s1_valid):
+            m.d.comb += [wr_c.addr.eq(reg["W_BASE"] + s1_word), wr_c.data.eq(upd_mac.result.replicate(C)),
+                         wr_c.en.eq(1 << s1_lane)]
+            with m.If(~reg["U_MODE"][0]):
+                m.d.sync += u_state.eq(leap)
 
         # READ: C_COUNT words from C_BASE onto m_axis_c, through a small FIFO after the read port.
         rd_c = mem_c.read_port()
@@ -314,11 +403,12 @@ class Engine(wiring.Component):
         with m.If(reading & (read_left == 0) & ~c_in_flight & (out.level == 0)):
             m.d.sync += reading.eq(0)
 
-        with m.If(busy):
+        with m.If(busy | updating):
             m.d.sync += reg["CYCLES"].eq(reg["CYCLES"] + 1)
+        op_update = Signal()  # the command in COUNT / CHECK: 0 a GEMM, 1 an UPDATE
 
         a_need, b_need = Signal(32), Signal(32)
-        with m.If(~fsm_idle & (cmd["START"] | cmd["READ"])):
+        with m.If(~fsm_idle & (cmd["START"] | cmd["READ"] | cmd["UPDATE"])):
             m.d.comb += set_error["ERR_BUSY"].eq(1)
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
@@ -331,8 +421,20 @@ class Engine(wiring.Component):
                     with m.Elif((fmt_a >= n_a["a"]) | (fmt_b >= n_a["b"])):
                         m.d.comb += set_error["ERR_FORMAT"].eq(1)
                     with m.Else():
-                        m.d.sync += [done.eq(0), tm.eq(0), tn.eq(0), steps.eq(0),
+                        m.d.sync += [done.eq(0), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(0),
                                      acc_m.eq(0), acc_n.eq(0), acc_k.eq(0)]
+                        m.next = "COUNT"
+                with m.If(cmd["UPDATE"]):
+                    with m.If(reading):
+                        m.d.comb += set_error["ERR_BUSY"].eq(1)
+                    with m.Elif((reg["M"][:16] == 0) | (reg["N"][:16] == 0)
+                                | (reg["M"][16:] != 0) | (reg["N"][16:] != 0)):
+                        m.d.comb += set_error["ERR_SHAPE"].eq(1)
+                    with m.Elif(~reg["U_MODE"][0] & (reg["U_STATE"] == 0)):
+                        m.d.comb += set_error["ERR_STATE"].eq(1)
+                    with m.Else():
+                        m.d.sync += [done.eq(0), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(1),
+                                     acc_m.eq(0), acc_n.eq(0), acc_k.eq(reg["K"][:16])]
                         m.next = "COUNT"
                 with m.If(cmd["READ"]):
                     with m.If(reading):
@@ -357,19 +459,32 @@ class Engine(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 bad = Signal()
-                for name, base, need, depth in (("ERR_A_RANGE", reg["A_BASE"], a_need, eng.a_words),
-                                                ("ERR_B_RANGE", reg["B_BASE"], b_need, eng.b_words),
-                                                ("ERR_C_RANGE", reg["C_BASE"], rows_needed, eng.c_words)):
-                    with m.If((base >= depth) | (base + need > depth)):
-                        m.d.comb += [set_error[name].eq(1), bad.eq(1)]
+                checks = {0: (("ERR_A_RANGE", reg["A_BASE"], a_need, eng.a_words),
+                              ("ERR_B_RANGE", reg["B_BASE"], b_need, eng.b_words),
+                              ("ERR_C_RANGE", reg["C_BASE"], rows_needed, eng.c_words)),
+                          1: (("ERR_W_RANGE", reg["W_BASE"], rows_needed, eng.c_words),
+                              ("ERR_W_RANGE", reg["C_BASE"], rows_needed, eng.c_words))}
+                for op, items in checks.items():
+                    for name, base, need, depth in items:
+                        with m.If((op_update == op) & ((base >= depth) | (base + need > depth))):
+                            m.d.comb += [set_error[name].eq(1), bad.eq(1)]
                 with m.If(bad):
                     m.next = "IDLE"
+                with m.Elif(op_update):
+                    m.d.sync += [updating.eq(1), reg["CYCLES"].eq(0), u_i.eq(0), u_r.eq(0), u_rbase.eq(0),
+                                 u_j.eq(0), u_c.eq(0), u_jr.eq(0), u_all.eq(0)]
+                    m.next = "UPDATE"
                 with m.Else():
                     m.d.comb += restart.eq(1)
                     m.d.sync += [busy.eq(1), reg["CYCLES"].eq(0), ti.eq(0), tj.eq(0), s_.eq(0),
                                  a_row.eq(reg["A_BASE"]), b_col.eq(reg["B_BASE"]), issued_all.eq(0),
                                  rows_written.eq(0), c_ptr.eq(reg["C_BASE"])]
                     m.next = "RUN"
+            with m.State("UPDATE"):
+                m.d.comb += u_issue.eq(~u_all)
+                with m.If(u_all & ~s1_valid):
+                    m.d.sync += [updating.eq(0), done.eq(1)]
+                    m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += issue.eq(~issued_all & (feed.level + in_flight < 3))
                 with m.If(issue):

@@ -209,3 +209,96 @@ def test_engine_error_flags():
 
     run(dut, body)
     assert set(seen) == {"k0", "a", "b", "c", "base", "fmt", "fmt_b", "load", "read0", "read"}
+
+
+def result_words(codes, config):
+    """An M x N matrix of accumulator codes in the C buffer's result layout (tile after tile in
+    row-major order, a word per tile row r, lane c = column c; padding lanes 0)."""
+    from fp8mac.sim.tiler import pack_lanes
+
+    R, C = config.rows, config.cols
+    m, n = codes.shape
+    tm, tn = -(-m // R), -(-n // C)
+    padded = np.zeros((tm * R, tn * C), np.int64)
+    padded[:m, :n] = codes
+    rows = padded.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn * R, C)
+    return pack_lanes(rows, config.acc_format.width)
+
+
+@pytest.mark.parametrize("mode", ["stochastic", "nearest"])
+def test_engine_update_matches_the_model(mode, seed):
+    """UPDATE on master weights loaded through s_axis_w, the gradient a weight-gradient GEMM's
+    results (the engine computes them), then again with the stream continued from U_STATE: the
+    weights read back and the LFSR state are those of fp8mac.model.update.sgd_update."""
+    from fp8mac.model.formats import FORMATS
+    from fp8mac.model.lfsr import Lfsr
+    from fp8mac.model.update import sgd_update
+
+    config = MacConfig(rows=2, cols=3, chunk=4, rbits=6)
+    F = FORMATS["fp16_ibm"]
+    rng = np.random.default_rng(seed)
+    m, k, n = 5, 6, 4          # dW = X^T (m x k) . dY (k x n): a 5 x 4 weight matrix
+    fin = config.in_format
+    small = np.flatnonzero(np.isfinite(fin.decode(np.arange(256))) & (np.abs(fin.decode(np.arange(256))) < 4))
+    x, dy = rng.choice(small, (m, k)), rng.choice(small, (k, n))
+    w0 = F.encode(rng.normal(0, 0.5, (m, n)))
+    lr = int(F.encode(0.01))
+    state = int(rng.integers(1, 2**32))
+    rows = -(-m // config.rows) * -(-n // config.cols) * config.rows
+    got, states = [], []
+
+    async def body(host):
+        a_words, b_words = operand_words(x, dy, config)
+        await host.load("a", a_words, 0)
+        await host.load("b", b_words, 0)
+        await host.write("C_LOAD", 40)
+        for word in result_words(w0, config):
+            host.ctx.set(host.dut.s_axis_w_tvalid, 1)
+            host.ctx.set(host.dut.s_axis_w_tdata, word)
+            await host.ctx.tick()
+        host.ctx.set(host.dut.s_axis_w_tvalid, 0)
+        await host.gemm(m, n, k, c_base=10)                          # G at word 10
+        await host.wait_done()
+        for name, value in (("W_BASE", 40), ("LR", lr), ("U_STATE", state),
+                            ("U_MODE", int(mode == "nearest"))):
+            await host.write(name, value)
+        for _ in range(2):
+            await host.write("C_BASE", 10)                           # READ below moves it
+            await host.write("CTRL", 1 << CTRL_BITS["UPDATE"])
+            await host.wait_done()
+            status = await host.read("STATUS")
+            assert flags(status) == set() and not status & 1, f"STATUS {status:#x}"
+            got.append(assemble(await host.read_c(40, rows), m, n, config))
+            states.append(await host.read("U_STATE"))
+
+    run(Engine(config, EngineConfig(a_words=32, b_words=32, c_words=64)), body)
+    g = mac_gemm(x, dy, config)
+    lfsr = Lfsr(32, state)
+    w = w0
+    for step in range(2):
+        w = sgd_update(F, w, g, lr, mode, lfsr if mode == "stochastic" else None, config.rbits)
+        np.testing.assert_array_equal(got[step], w, err_msg=f"update {step}, FP8MAC_SEED={seed}")
+        assert states[step] == (lfsr.state if mode == "stochastic" else state)
+    assert not np.array_equal(got[0], w0)  # the step changed weights
+
+
+def test_engine_update_errors():
+    config = MacConfig(rows=2, cols=2, chunk=4)
+    seen = []
+
+    async def body(host):
+        await host.write("M", 3)
+        await host.write("N", 3)
+        await host.write("U_STATE", 0)
+        await host.write("CTRL", 1 << CTRL_BITS["UPDATE"])          # stochastic from the dead state
+        seen.append(flags(await host.read("STATUS")))
+        await host.write("CTRL", 1 << CTRL_BITS["CLEAR"])
+        await host.write("U_STATE", 1)
+        await host.write("W_BASE", 5)                                # 2 x 2 tiles x 2 rows = 8 words
+        await host.write("CTRL", 1 << CTRL_BITS["UPDATE"])
+        while (status := await host.read("STATUS")) & 1:
+            pass
+        seen.append(flags(status))
+
+    run(Engine(config, EngineConfig(a_words=8, b_words=8, c_words=8)), body)
+    assert seen == [{"ERR_STATE"}, {"ERR_W_RANGE"}]
