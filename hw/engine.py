@@ -70,7 +70,7 @@ REGISTERS = {
     "B_LOAD": (0x24, "rw", "B buffer word the next s_axis_b beat is written to"),
     "C_COUNT": (0x28, "rw", "words READ sends"),
     "FORMATS": (0x2C, "rw", "run-time formats: bits [1:0] the A stream's index, [3:2] the B stream's"),
-    "CYCLES": (0x30, "r", "clock cycles of the last GEMM, START to DONE"),
+    "CYCLES": (0x30, "r", "clock cycles of the last GEMM or UPDATE, from its checks' end to DONE"),
     "DEPTHS": (0x34, "r", "log2 of the A, B and C buffer depths in bits [7:0], [15:8], [23:16]"),
     "C_LOAD": (0x38, "rw", "C buffer word the next s_axis_w beat is written to (master weights)"),
     "W_BASE": (0x3C, "rw", "UPDATE: C buffer word of the master weights' first row (updated in place)"),
@@ -98,7 +98,7 @@ ERRORS = {
     "ERR_B_RANGE": (11, "START whose B words exceed the B buffer"),
     "ERR_C_RANGE": (12, "START whose result rows (C_BASE + ceil(M/rows) * ceil(N/cols) * rows), or "
                         "READ whose words (C_BASE + C_COUNT), exceed the C buffer"),
-    "ERR_LOAD": (13, "an s_axis_a / s_axis_b beat beyond its buffer (the beat is taken and dropped)"),
+    "ERR_LOAD": (13, "an s_axis_a / s_axis_b / s_axis_w beat beyond its buffer (the beat is taken and dropped)"),
     "ERR_FORMAT": (14, "START with a FORMATS index beyond a stream's run-time format set"),
     "ERR_READ": (15, "READ with C_COUNT = 0"),
     "ERR_W_RANGE": (16, "UPDATE whose weight or gradient rows (W_BASE or C_BASE + ceil(M/rows) * "

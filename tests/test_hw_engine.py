@@ -302,3 +302,16 @@ def test_engine_update_errors():
 
     run(Engine(config, EngineConfig(a_words=8, b_words=8, c_words=8)), body)
     assert seen == [{"ERR_STATE"}, {"ERR_W_RANGE"}]
+
+
+def test_readme_documents_the_register_map():
+    """Every register (with its offset), CTRL bit and error flag appears in the README's engine
+    section."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### The layer engine"):text.index("### Design points")]
+    for name, (offset, access, _) in REGISTERS.items():
+        assert f"| 0x{offset:02X} | `{name}` | {access} |" in section, name
+    for name in list(ERRORS) + [f"CTRL.{c}" for c in CTRL_BITS]:
+        assert name in section, name
