@@ -259,8 +259,8 @@ def test_long_k_weight_gradients_lose_more_without_chunking(monkeypatch, tmp_pat
     differs. Plain fp16_ibm accumulation then loses more: for zero-mean products the partial sums
     random-walk and their rounding error grows like sqrt(K), so plain over chunk-64 should be about
     sqrt(1438 / 64) = 4.7x; measured at seeds 0..9 it is 3.1x at least in layers 1 and 2 (3.7x,
-    6.2x here) and 18x at least in layer 3 (whose products are mostly of one sign, softmax minus
-    one-hot: swamping). Asserted: 2x, and layer 3 above 1 % plain (3.2 % at least) and below 0.5 %
+    6.2x here) and 18x at least in layer 3 (ReLU outputs times softmax minus one-hot: many small
+    products of one sign against a few large ones of the other). Asserted: 2x, and layer 3 above 1 % plain (3.2 % at least) and below 0.5 %
     chunked (0.24 % at most). The report's gradient-error and sampling-noise sections come out."""
     calls = _record_gemms(monkeypatch)
     r = tr.run_train(variants=("fp32", "fp8", "no-chunk"), seeds=(0,), hidden=8, epochs=1,
