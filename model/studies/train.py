@@ -21,7 +21,7 @@ FP8's range instead of underflowing. Element-wise work (bias add, ReLU, softmax,
 gradients as column sums) is float32, as in the paper's emulation.
 
 Weight update: master weights and biases are ``fp16_ibm`` codes; each step computes
-``w <- round(w + (-lr) * g)`` with :func:`~fp8mac.model.arith.fp_fma` (one rounding, the FP16
+``w <- round(w + (-lr) * g)`` with :func:`~fp8mac.model.update.sgd_update` (one rounding, the FP16
 AXPY of a weight-update unit), ``g`` the gradient rounded to ``fp16_ibm``, ``-lr`` the nearest
 ``fp16_ibm`` value, and stochastic rounding with 8 random bits drawn from a 32-bit LFSR
 (:class:`~fp8mac.model.lfsr.Lfsr`, one stream per parameter tensor, seeded from the run seed).
@@ -61,11 +61,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..arith import fp_fma
 from ..config import MacConfig
 from ..formats import FORMATS, FloatFormat, format_by_name
 from ..layers import gemm_layer
 from ..lfsr import Lfsr, stream_seed
+from ..update import sgd_update
 from ..workloads import load_digits
 from .accumulation import check_int, check_jobs, check_seed
 from .report import Report, fmt_pct, fmt_sci, new_figure, save_figure, check_out_dir
@@ -219,7 +219,7 @@ class _Mlp:
         if variant.fp8:
             self.codes = [self.FP16.encode(p) for p in self.params]
             self.params = [self.FP16.decode(c).astype(np.float32) for c in self.codes]
-            self.neg_lr = self.FP16.encode(-lr)
+            self.lr_code = int(self.FP16.encode(lr))
             self.lfsrs = [Lfsr(32, stream_seed(seed, 0, 0, 2 + i, 32)) for i in range(6)]
             self.configs = gemm_configs(variant, chunk)  # per layer, per GEMM kind
         self.wgrad_error = []  # per step: the three layers' weight-gradient errors
@@ -265,12 +265,9 @@ class _Mlp:
             self.params = [p - self.lr * g for p, g in zip(self.params, grads)]
             return
         for i, g in enumerate(grads):
-            g16 = self.FP16.encode(g)
-            if self.v.update == "stochastic":
-                rand = self.lfsrs[i].draws(g16.size, 8).reshape(g16.shape)
-                c = fp_fma(self.FP16, self.FP16, self.codes[i], self.neg_lr, g16, "stochastic", rand, 8)
-            else:
-                c = fp_fma(self.FP16, self.FP16, self.codes[i], self.neg_lr, g16, "nearest")
+            # The update the layer engine's UPDATE computes (one definition: model/update.py).
+            c = sgd_update(self.FP16, self.codes[i], self.FP16.encode(g), self.lr_code, self.v.update,
+                           self.lfsrs[i] if self.v.update == "stochastic" else None, 8)
             self.codes[i] = c
             self.params[i] = self.FP16.decode(c).astype(np.float32)
 
