@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "fp8mac.hw.emit",
     "fp8mac.hw.generate",
     "fp8mac.hw.synth",
+    "fp8mac.hw.sweep",
     "fp8mac.model.studies.cli",
 ]
 
