@@ -397,7 +397,7 @@ class Engine(wiring.Component):
                      self.m_axis_c_tdata.eq(out.r_data[:wc]), self.m_axis_c_tlast.eq(out.r_data[wc]),
                      self.m_axis_c_tvalid.eq(out.r_rdy), out.r_en.eq(self.m_axis_c_tready)]
         m.d.sync += c_in_flight.eq(c_issue)
-        m.d.comb += c_issue.eq(reading & (read_left != 0) & (out.level + c_in_flight < 3))
+        m.d.comb += c_issue.eq(reading & (read_left != 0) & (out.level + c_in_flight < out.depth))
         with m.If(c_issue):
             m.d.sync += [read_ptr.eq(read_ptr + 1), read_left.eq(read_left - 1), c_last.eq(read_left == 1)]
         with m.If(reading & (read_left == 0) & ~c_in_flight & (out.level == 0)):
@@ -486,7 +486,7 @@ class Engine(wiring.Component):
                     m.d.sync += [updating.eq(0), done.eq(1)]
                     m.next = "IDLE"
             with m.State("RUN"):
-                m.d.comb += issue.eq(~issued_all & (feed.level + in_flight < 3))
+                m.d.comb += issue.eq(~issued_all & (feed.level + in_flight < feed.depth))
                 with m.If(issue):
                     with m.If(s_ == steps - 1):
                         m.d.sync += s_.eq(0)

@@ -62,7 +62,7 @@ class Design:
 
     key: str
     label: str
-    kind: str          # "pe", "array" (flat), "hier_array" (PE and row modules kept), "block"
+    kind: str          # "pe", "array" (flat), "hier_array" (PE and row modules kept), "block", "engine"
     args: tuple
     targets: tuple = ("generic", "asic")
 
@@ -289,6 +289,75 @@ HFP8_ARRAY = Design("array8x8_hfp8", "8 x 8 array, e4m3 or e5m2 per tile on both
                                                    top="fp8mac_array8x8_hfp8"),), ("asic",))
 
 
+ENGINE_DEPTHS = (16, 32)
+#: Issue 17: the layer engine around a 4 x 4 default array, hierarchical (the PE, the row, the
+#: streaming top, the update unit's multiplier and adder and the two FIFOs kept as modules), at two
+#: buffer depths: the difference is the buffers' cost per word (memories mapped onto flip-flops and
+#: multiplexers, as this flow has no memory compiler).
+ENGINES = [Design(f"engine4x4_d{d}", f"layer engine, 4 x 4 array, {d}-word buffers", "engine",
+                  (DEFAULT.replace(rows=4, cols=4, top=f"fp8mac_engine_d{d}"), d), ("asic",))
+           for d in ENGINE_DEPTHS]
+
+
+def engine_keep(top: str) -> tuple[str, ...]:
+    """The modules an engine's synthesis keeps (its emitted submodules are named ``top.<name>``)."""
+    from fp8mac.hw.array import pe_module_name, row_module_name
+    return (pe_module_name(top), row_module_name(top), f"{top}.core", f"{top}.upd_mul",
+            f"{top}.upd_mac", f"{top}.feed", f"{top}.out")
+
+
+def _engine_section(res):
+    """The engine's area split (Markdown lines)."""
+    got = [(d, res.get(f"engine4x4_d{d}")) for d in ENGINE_DEPTHS]
+    if any(r is None for _, r in got):
+        return []
+    config = ENGINES[0].args[0]
+    R, C, wacc = config.rows, config.cols, config.acc_format.width
+    word_bits = R * config.in_format.width + C * config.in_format.width + C * wacc  # A + B + C words
+    parts = []
+    for d, r in got:
+        top = f"fp8mac_engine_d{d}"
+        mods = {k: v.get("value") for k, v in (r.get("asic", {}).get("modules") or {}).items()}
+        parts.append(dict(d=d, total=_v(r, "asic", "area"), fmax=_v(r, "asic", "fmax"),
+                          pe=mods.get(f"{top}_pe"), row=mods.get(f"{top}_row"), core=mods.get(f"{top}.core"),
+                          update=(mods.get(f"{top}.upd_mul") or 0) + (mods.get(f"{top}.upd_mac") or 0),
+                          fifos=(mods.get(f"{top}.feed") or 0) + (mods.get(f"{top}.out") or 0),
+                          top=mods.get(top)))
+    (d0, p0), (d1, p1) = (parts[0]["d"], parts[0]), (parts[1]["d"], parts[1])
+    if not all(p0.get(k) for k in ("total", "top", "pe", "row")) or not p1.get("top"):
+        return []
+    per_word = (p1["top"] - p0["top"]) / (d1 - d0)  # A + B + C word together
+    lines = ["## The layer engine", "",
+             f"The engine (`--top-kind engine`) around a {R} x {C} default array, synthesized "
+             "hierarchically at two buffer depths. This flow has no memory compiler: Yosys maps "
+             "the buffers onto flip-flops and multiplexers, so their figure is what the two "
+             "depths' difference gives per word, an upper bound for what an SRAM macro would cost.", "",
+             "| part | " + " | ".join(f"{d}-word buffers (um^2)" for d in (d0, d1)) + " |", "|---|---:|---:|"]
+    rows = [("array: PEs", lambda p: p["pe"] * R * C), ("array: rows (outer adders, LFSRs)", lambda p: p["row"] * R),
+            ("streaming top (spacing, drain, output buffer)", lambda p: p["core"]),
+            ("weight-update unit (multiplier and fused adder)", lambda p: p["update"]),
+            ("operand and read FIFOs", lambda p: p["fifos"]),
+            ("buffers (A + B + C words, flip-flops)", lambda p: per_word * p["d"]),
+            ("sequencer, AXI4-Lite registers, update LFSR and counters", lambda p: p["top"] - per_word * p["d"]),
+            ("total", lambda p: p["total"])]
+    for label, f in rows:
+        lines.append(f"| {label} | {_fmt(f(p0))} | {_fmt(f(p1))} |")
+    lines += ["", f"One buffer word set (an A, a B and a C word: {word_bits} bits) costs {per_word:,.0f} "
+                  f"um^2 as flip-flops, {per_word / word_bits:,.0f} um^2 per bit. At the default "
+                  f"1,024 words per buffer that would be {per_word * 1024 / 1e6:.1f} mm^2: buffers of "
+                  f"that size need SRAM macros (not in this open flow). Clock: "
+                  f"{_fmt(p0['fmax'], 1)} / {_fmt(p1['fmax'], 1)} MHz (OpenSTA, the whole "
+                  f"hierarchical netlist), below the array's own clock: both ends of the critical "
+                  f"path are flip-flops of the engine's top module (the buffers, the sequencer's "
+                  f"counters and registers, the update path from the C buffer through the update "
+                  f"unit back into it); flattening left them unnamed, so which of these is not "
+                  f"measured here. Candidates to shorten: the buffer read multiplexers (a memory "
+                  f"macro's registered output instead), the update path (a register between the "
+                  f"C-buffer read and the unit), the three 16 x 16 products the START checks "
+                  f"compute (counted instead of multiplied).", ""]
+    return lines
+
+
 def _hfp8_section(res):
     """The cost of a second operand format, fixed or chosen per tile (Markdown lines)."""
     rows = [("fp8", "one format: e5m2 (default)"), ("fp8_e4m3", "one format: e4m3"),
@@ -392,6 +461,10 @@ def _verilog(design: Design) -> tuple[str, str]:
     if design.kind == "hier_array":
         from fp8mac.hw.emit import accelerator_verilog
         return accelerator_verilog(a[0], a[0].top), a[0].top
+    if design.kind == "engine":
+        from fp8mac.hw.emit import engine_verilog
+        from fp8mac.hw.engine import EngineConfig
+        return engine_verilog(a[0], EngineConfig(a[1], a[1], a[1]), a[0].top), a[0].top
     if design.kind == "block":
         return emit_verilog(build_block(a[0], **dict(a[1])), design.key), design.key
     raise ValueError(f"unknown design kind {design.kind!r}")
@@ -409,8 +482,8 @@ def run_design(design: Design, ice40: bool, timeout: float) -> dict:
     path.write_text(text)
     t1 = time.perf_counter()
     targets = tuple(t for t in design.targets if ice40 or t != "ice40")
-    config = design.args[0] if design.kind in ("pe", "array", "hier_array") else None
-    keep = ()
+    config = design.args[0] if design.kind in ("pe", "array", "hier_array", "engine") else None
+    keep = engine_keep(top) if design.kind == "engine" else ()
     if design.kind == "hier_array":
         from fp8mac.hw.array import pe_module_name, row_module_name
         keep = (pe_module_name(top), row_module_name(top))
@@ -642,7 +715,7 @@ def write_reports(res, meta, arrays, flat, failures, reports=REPORTS, benchmarks
         label = next(d.label for d in PES if d.key == key)
         lines.append(f"| {label} | {by} | {_fmt(r, 2, 'x')} | >= {goal:g}x | {'yes' if met else 'no'} |")
     lines += ["", "## Processing elements", ""] + _pe_table(res, PES)
-    lines += [""] + _dot_section(res) + _pipeline_section(res) + _hfp8_section(res)
+    lines += [""] + _dot_section(res) + _pipeline_section(res) + _hfp8_section(res) + _engine_section(res)
     lines += ["", "FFs: flip-flops of the generic netlist. iCE40 figures: the PE alone (LUT4 / SB_CARRY / "
               "SB_DFF*); Fmax with all IO registered. \"does not fit\": more logic cells than the HX8K's "
               "7680.", ""]
@@ -831,7 +904,7 @@ def main(argv=None) -> int:
     except (ToolMissing, ValueError) as exc:
         print(f"synth_compare: error: {exc}", file=sys.stderr)
         return 1
-    designs = (PES + DOT_PES + PE_OUTER_PES + [ROW_SLICE] + PIPE_PES + HFP8_PES + BLOCKS + [HFP8_ARRAY]
+    designs = (PES + DOT_PES + PE_OUTER_PES + [ROW_SLICE] + PIPE_PES + HFP8_PES + BLOCKS + [HFP8_ARRAY] + ENGINES
                + [_array(n, False) for n in arrays] + [_array(n, True) for n in flat])
     if args.only is not None:
         known = {d.key for d in designs}
