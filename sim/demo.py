@@ -9,7 +9,11 @@
    random pauses on every stream, and compare every result code with the golden model.
 4. Report, per GEMM: shape, cycles, simulated MAC/s, the bit-exact verdict, and the error against
    FP32 of the chunked result and of plain (unchunked, nearest) fp16_ibm accumulation.
-5. Synthesize one processing element with Yosys onto the OSU 0.18 um cells and report its area
+5. Run one whole training step on the layer engine (``--top-kind engine``): the five GEMMs from
+   its buffers, chained through the host's element-wise work, and the stochastic-rounding FP16
+   weight update of both weight matrices in RTL, every code against the golden model
+   (:mod:`fp8mac.sim.engine_step`); report the engine's cycles per phase.
+6. Synthesize one processing element with Yosys onto the OSU 0.18 um cells and report its area
    next to an FP16 x FP16 -> FP32 PE's (``make synth`` compares every design point).
 """
 
@@ -41,6 +45,33 @@ def _pe_area(config: MacConfig, out_dir: Path):
     except (SynthError, ToolMissing, OSError) as exc:
         return None, str(exc).strip().splitlines()[0]
     return report["asic"], None
+
+
+ENGINE_BATCH = 256
+"""The engine step's batch at most (its buffers grow with it)."""
+
+
+def _engine_step(config, mlp, x, y, batch, seed, sim, out) -> bool:
+    """Step 4: a training step on the layer engine; True when every code was exact."""
+    from fp8mac.sim.engine_step import plan_step, run_step_on_simulator, step_engine_config
+
+    plan = plan_step(mlp, x[:batch], y[:batch], config, seed=seed)
+    eng = step_engine_config(plan)
+    out(f"4. one training step (batch {batch}) on the layer engine (--top-kind engine; buffers "
+        f"{eng.a_words} / {eng.b_words} / {eng.c_words} words): the GEMMs from its buffers, the")
+    out("   FP16 master weights updated in RTL (stochastic rounding); every code against the model:")
+    try:
+        rows = run_step_on_simulator(config, plan, sim, seed=seed)
+    except SimulationFailed as exc:
+        out(f"   FAILED: {exc}")
+        return False
+    out(f"   {'phase':<16} {'shape':>15} {'cycles':>8}  bit-exact")
+    for r in rows:
+        out(f"   {r['phase']:<16} {r['shape']:>15} {r['cycles']:>8}  {'yes' if r['exact'] else 'NO'}")
+    total = sum(r["cycles"] for r in rows)
+    out(f"   {total} engine cycles in all ({total / 100e6 * 1e6:.0f} us at 100 MHz); the host only "
+        "loaded buffers and did the element-wise work")
+    return all(r["exact"] for r in rows)
 
 
 def _rate(per_second: float) -> str:
@@ -109,8 +140,9 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
         f"'chunked': this array's results")
     out(f"   (chunks of {config.chunk}, {config.outer_rounding} rounding of the chunk sums).")
     out("   waves: " + (", ".join(waves) if waves else "rerun with WAVES=1 make demo"))
+    all_exact &= _engine_step(config, mlp, xtr, ytr, min(batch, ENGINE_BATCH), seed, sim, out)
     if synth:
-        out("4. area of one processing element (Yosys + OSU 0.18 um standard cells):")
+        out("5. area of one processing element (Yosys + OSU 0.18 um standard cells):")
         # the baseline of reports/area.md (scripts/synth_compare.py, "fp16_fp32")
         base = MacConfig(in_format="fp16", acc_format="fp32").plain()
         areas = {}

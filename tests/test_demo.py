@@ -10,7 +10,8 @@ from fp8mac.hw.cli import main
 
 def test_demo_small_batch_on_icarus(tmp_path, seed):
     """The whole chain on a small array (the default 8 x 8 takes half a minute to generate and is
-    what ``make demo`` runs): generate, train, five GEMMs through the Verilog, checked, reported."""
+    what ``make demo`` runs): generate, train, five GEMMs through the Verilog, checked, reported,
+    then the training step on the layer engine, GEMMs and weight updates checked."""
     from fp8mac.model.config import MacConfig
     from fp8mac.sim.demo import run_demo
 
@@ -19,10 +20,13 @@ def test_demo_small_batch_on_icarus(tmp_path, seed):
                       work_dir=tmp_path, config=MacConfig(rows=2, cols=4, chunk=8))
     text = "\n".join(lines)
     assert status == 0, text
-    rows = [line.split() for line in lines if line.strip().startswith(("fc1.", "fc2."))]
-    assert [r[0] for r in rows] == ["fc1.forward", "fc2.forward", "fc2.backward",
-                                    "fc1.weight_grad", "fc2.weight_grad"], text
-    assert all("yes" in r for r in rows), text
+    rows = [line.split() for line in lines if line.strip().startswith(("fc1.", "fc2.", "update"))]
+    gemms = ["fc1.forward", "fc2.forward", "fc2.backward", "fc1.weight_grad", "fc2.weight_grad"]
+    # the streaming array's five GEMMs, then the engine's training step: the same five and the
+    # two weight updates
+    assert [r[0] for r in rows] == gemms + gemms + ["update", "update"], text
+    assert all("yes" in r and "NO" not in r for r in rows), text
+    assert "layer engine" in text and "engine cycles in all" in text
     assert "x 4 x" in text  # the weight gradients' K is the batch
     assert (tmp_path / "design" / "manifest.json").is_file()
     assert text.splitlines()[-1].startswith("all results bit-exact")
