@@ -277,6 +277,12 @@ FORMATS: dict[str, FloatFormat] = {
     for f in (
         FloatFormat(5, 2, 15, "ieee", name="fp8_e5m2"),
         FloatFormat(4, 3, 7, "fn", name="fp8_e4m3"),
+        # HFP8's forward (1,4,3) format with bias 11, every code finite: the bias the OpenXLA
+        # StableHLO RFC "E4M3B11FNUZ in XLA" (rfcs/20230309-e4m3b11.md) and LLVM's
+        # Float8E4M3B11FNUZ attribute to Sun et al., NeurIPS 2019 (a secondary source: the
+        # paper's text was not at hand). Values as ml_dtypes' float8_e4m3b11fnuz, whose code
+        # 0x80 is NaN where this one has -0.
+        FloatFormat(4, 3, 11, "none", name="fp8_e4m3_b11"),
         FloatFormat(6, 9, 31, "ieee", name="fp16_ibm"),
         FloatFormat(5, 10, 15, "ieee", name="fp16"),
         FloatFormat(8, 7, 127, "ieee", name="bf16"),

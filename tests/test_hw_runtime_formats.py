@@ -44,6 +44,7 @@ SETS = [
     (FTZ_E4M3, "fp8_e5m2"),
     (PLAIN_E3M2, FloatFormat(2, 3, 1, "none", name="e2m3_none")),
     ("fp8_e4m3", FloatFormat(5, 2, 15, "fn", name="e5m2_fn")),
+    ("fp8_e4m3_b11", "fp8_e5m2"),  # HFP8 with the bias-11 forward format
 ]
 
 

@@ -67,6 +67,7 @@ GFLOAT = {
 PRESETS = [
     ("fp8_e5m2", 5, 2, 15, "ieee", "inf", 0x3C, 57344.0, 2.0**-16),
     ("fp8_e4m3", 4, 3, 7, "fn", "saturate", 0x38, 448.0, 2.0**-9),
+    ("fp8_e4m3_b11", 4, 3, 11, "none", "saturate", 0x58, 30.0, 2.0**-13),
     ("fp16_ibm", 6, 9, 31, "ieee", "inf", 0x3E00, (2 - 2.0**-9) * 2.0**31, 2.0**-39),
     ("fp16", 5, 10, 15, "ieee", "inf", 0x3C00, 65504.0, 2.0**-24),
     ("bf16", 8, 7, 127, "ieee", "inf", 0x3F80, (2 - 2.0**-7) * 2.0**127, 2.0**-133),
@@ -103,6 +104,17 @@ def test_decode_all_fp8_codes_against_ml_dtypes(name, dtype):
     assert_same_floats(FORMATS[name].decode(codes), want, name)
     # the table has the right number of NaNs: 6 for E5M2 (+-(4-1)), 2 for E4M3 (S.1111.111)
     assert np.isnan(want).sum() == {"fp8_e5m2": 6, "fp8_e4m3": 2}[name]
+
+
+def test_e4m3_b11_against_ml_dtypes():
+    """Every code of fp8_e4m3_b11 against ml_dtypes' float8_e4m3b11fnuz, except 0x80: NaN there
+    (its one special), -0 here (every code finite)."""
+    codes = np.arange(256, dtype=np.uint8)
+    want = codes.view(ml_dtypes.float8_e4m3b11fnuz).astype(np.float64)
+    got = FORMATS["fp8_e4m3_b11"].decode(codes)
+    assert np.isnan(want[0x80]) and got[0x80] == 0 and np.signbit(got[0x80])
+    keep = codes != 0x80
+    assert_same_floats(got[keep], want[keep], "fp8_e4m3_b11")
 
 
 def test_decode_all_fp16_codes_against_numpy():

@@ -76,18 +76,18 @@ __all__ = ["Variant", "VARIANTS", "TrainRun", "TrainResult", "train_mlp", "run_t
 TRAIN_IMAGES = 1438
 """Training images of the fixed digits split: the largest batch, a full-batch step."""
 
-E4M3_B11 = FloatFormat(4, 3, 11, "none", name="fp8_e4m3_b11")
-"""(1,4,3) with exponent bias 11: normals 2**-10 .. 1.875 * 2**4 = 30, subnormals down to 2**-13.
+E4M3_B11 = FORMATS["fp8_e4m3_b11"]
+"""(1,4,3) with exponent bias 11 (the preset ``fp8_e4m3_b11``): normals 2**-10 .. 1.875 * 2**4 =
+30, subnormals down to 2**-13, every code finite.
 
 The bias that the OpenXLA StableHLO RFC "E4M3B11FNUZ in XLA" (openxla/stablehlo
 rfcs/20230309-e4m3b11.md, 2023), the LLVM APFloat change adding ``Float8E4M3B11FNUZ`` and the
 StableHLO specification attribute to the (1,4,3) format of Sun et al. (HFP8, NeurIPS 2019): "an FP
 format with 4 bits of exponent, 3 bits of significand and an exponent bias of 11". That is a
 secondary attribution; the paper's own statement of the bias (and of its special values) could not
-be consulted here, so this format is not a preset (``FORMATS``) and the ``hfp8`` variant keeps OCP
-E4M3. Special values: none (every code finite, overflow saturates). Its finite values are exactly
-ml_dtypes' ``float8_e4m3b11fnuz``'s; that type (Google's hardware variant) spends code 0x80 on its
-NaN where this one has -0.
+be consulted here, so the ``hfp8`` variant keeps OCP E4M3 and ``hfp8-b11`` runs this one. Its
+finite values are exactly ml_dtypes' ``float8_e4m3b11fnuz``'s; that type (Google's hardware
+variant) spends code 0x80 on its NaN where this one has -0.
 """
 
 DEFAULT = dict(variants=("fp32", "fp8", "no-chunk", "nearest-update", "fp8-edges", "hfp8",
