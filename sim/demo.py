@@ -57,9 +57,10 @@ def _engine_step(config, mlp, x, y, batch, seed, sim, out) -> bool:
 
     plan = plan_step(mlp, x[:batch], y[:batch], config, seed=seed)
     eng = step_engine_config(plan)
-    out(f"4. one training step (batch {batch}) on the layer engine (--top-kind engine; buffers "
-        f"{eng.a_words} / {eng.b_words} / {eng.c_words} words): the GEMMs from its buffers, the")
-    out("   FP16 master weights updated in RTL (stochastic rounding); every code against the model:")
+    out(f"4. one training step (batch {batch}) on the layer engine (--top-kind engine, buffers of "
+        f"{eng.a_words} / {eng.b_words} / {eng.c_words} words):")
+    out("   the GEMMs from its buffers, the FP16 master weights updated in RTL (stochastic rounding),")
+    out("   every code against the model:")
     try:
         rows = run_step_on_simulator(config, plan, sim, seed=seed)
     except SimulationFailed as exc:
