@@ -54,7 +54,7 @@ def _xor(bits):
     return out
 
 __all__ = ["EngineConfig", "Engine", "REGISTERS", "ERRORS", "CTRL_BITS", "STATUS_BITS",
-           "engine_port_list", "register_map"]
+           "engine_port_list", "register_map", "c_header"]
 
 REGISTERS = {
     # name: (byte offset, access, description)
@@ -162,6 +162,28 @@ def engine_port_list(config: MacConfig) -> list[dict]:
               ("m_axis_c_tlast", "output", 1, "the READ's last word"),
               ("done", "output", 1, "STATUS.DONE: the last GEMM finished")]
     return [dict(name=n, direction=d, width=w, description=t) for n, d, w, t in ports]
+
+
+def c_header(top: str) -> str:
+    """``<top>_regs.h``: the register map as C macros for the SoC's driver (byte offsets, CTRL
+    and STATUS bits, error flags)."""
+    guard = f"{top.upper()}_REGS_H"
+    lines = [f"/* {top}: fp8mac layer engine registers (AXI4-Lite, 32-bit, byte offsets). */",
+             f"/* Written by fp8mac generate --top-kind engine; see its manifest.json. */",
+             f"#ifndef {guard}", f"#define {guard}", ""]
+    prefix = top.upper()
+    for name, (offset, access, text) in REGISTERS.items():
+        lines.append(f"#define {prefix}_{name} 0x{offset:02X}u /* {access}: {text.replace('*/', '* /')} */")
+    lines.append("")
+    for name, bit in CTRL_BITS.items():
+        lines.append(f"#define {prefix}_CTRL_{name} (1u << {bit})")
+    for name, bit in STATUS_BITS.items():
+        lines.append(f"#define {prefix}_STATUS_{name} (1u << {bit})")
+    for name, (bit, text) in ERRORS.items():
+        lines.append(f"#define {prefix}_STATUS_{name} (1u << {bit}) /* {text.replace('*/', '* /')} */")
+    errors = " | ".join(f"{prefix}_STATUS_{name}" for name in ERRORS)
+    lines += [f"#define {prefix}_STATUS_ERRORS ({errors})", "", f"#endif /* {guard} */", ""]
+    return "\n".join(lines)
 
 
 def register_map() -> dict:

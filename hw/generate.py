@@ -190,6 +190,7 @@ def manifest(config: MacConfig, engine=None) -> dict:
     if engine is not None:
         from .engine import engine_port_list, register_map
         out["ports"] = engine_port_list(config)
+        out["files"]["header"] = f"{config.top}_regs.h"
         out["engine"] = {"a_words": engine.a_words, "b_words": engine.b_words, "c_words": engine.c_words,
                          "array_ports": port_list(config), **register_map()}
     return out
@@ -294,6 +295,7 @@ class Generated:
     manifest: Path
     core: Path
     waivers: Path
+    header: Path | None = None  # the engine's register map as C macros (``<top>_regs.h``)
 
 
 def generate(config: MacConfig, out_dir, engine=None) -> Generated:
@@ -323,11 +325,16 @@ def generate(config: MacConfig, out_dir, engine=None) -> Generated:
         (tmp / names["manifest"]).write_text(json.dumps(manifest(config, engine), indent=2) + "\n")
         (tmp / names["core"]).write_text(core_file(config))
         (tmp / names["waivers"]).write_text(waiver_file(config))
+        if engine is not None:
+            from .engine import c_header
+            names["header"] = f"{config.top}_regs.h"
+            (tmp / names["header"]).write_text(c_header(config.top))
         for name in names.values():
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Generated(*(out / n for n in names.values()))
+    return Generated(*(out / names[k] for k in ("verilog", "manifest", "core", "waivers")),
+                     header=out / names["header"] if "header" in names else None)
 
 
 def register(sub):
@@ -389,6 +396,7 @@ def _run(args) -> int:
     print(f"fp8mac: {config.rows}x{config.cols} array, {config.operand_label} -> "
           f"{config.acc_format.label}, chunk {config.chunk or 'off'}, inner {config.inner_rounding}, "
           f"outer {config.outer_rounding}, {config.pe} PE")
-    for path in (g.verilog, g.manifest, g.core, g.waivers):
-        print(f"  wrote {path}")
+    for path in (g.verilog, g.manifest, g.core, g.waivers, g.header):
+        if path is not None:
+            print(f"  wrote {path}")
     return 0
