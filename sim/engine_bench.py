@@ -338,7 +338,11 @@ ENGINE_STATS = {
     "read_seconds": "wall time of the READ (Python takes a word per cycle)",
     "compute_cycles": "cycles from START's handshake to DONE",
     "engine_cycles": "the CYCLES register (summed over the repeats)",
+    "ideal_cycles": "tiles x beats per tile: one operand beat per cycle (summed)",
+    "array_utilization": "ideal_cycles / engine_cycles",
+    "compute_cpu_seconds": "CPU time from START to DONE",
     "sim_only_macs_per_second": "M * K * N / compute_seconds: the simulator alone, array busy",
+    "sim_only_macs_per_cpu_second": "M * K * N / compute_cpu_seconds",
     "sim_only_cycles_per_second": "compute_cycles / compute_seconds",
     "python_share": "1 - (cycles / sim_only_cycles_per_second) / seconds: cocotb and Python's "
                     "share of the run",
@@ -369,6 +373,8 @@ class EngineRun:
         Wall and CPU time of those cycles (the model ran before, not counted).
     load_seconds, compute_seconds, read_seconds : float
         Wall time of the loads, of START to DONE, of the READ.
+    compute_cpu_seconds : float
+        CPU time of START to DONE.
     """
 
     name: str
@@ -383,6 +389,7 @@ class EngineRun:
     load_seconds: float
     compute_seconds: float
     read_seconds: float
+    compute_cpu_seconds: float = 0.0
 
     @property
     def macs(self) -> int:
@@ -688,11 +695,11 @@ class EngineBench:
         ns0 = get_sim_time("ns")
         await self.load(a_words, a_base, b_words, b_base)
         await self.program(m, n, k, a_base, b_base, c_base, self.formats_value(formats))
-        wall1 = time.perf_counter()
+        wall1, cpu1 = time.perf_counter(), time.process_time()
         start_ns = await self.start()
         await self.wait_done(timeout_cycles, f"GEMM {name!r}{context}")
         done_ns = get_sim_time("ns")
-        wall2 = time.perf_counter()
+        wall2, cpu2 = time.perf_counter(), time.process_time()
         engine_cycles = await self.read("CYCLES")
         status = await self.status()
         if status.errors or not status.done or status.busy:
@@ -716,7 +723,7 @@ class EngineBench:
         return EngineRun(name, assemble(words, m, n, cfg), (m, k, n),
                          (cfg.a_format.label, cfg.b_format.label), engine_cycles, compute_cycles,
                          cycles, wall4 - wall0, cpu4 - cpu0, wall1 - wall0, wall2 - wall1,
-                         wall4 - wall3)
+                         wall4 - wall3, cpu2 - cpu1)
 
 
 # ---- host side ----------------------------------------------------------------------------------
@@ -750,10 +757,12 @@ def ensure_engine_design(config: MacConfig, engine, out_dir=None) -> Path:
 
 
 def run_engine_tests(config: MacConfig, engine, sim: str, tests, *, seed: int | None = None,
-                     build_args=(), name_suffix: str = "", design=None, **env):
+                     build_args=(), name_suffix: str = "", design=None, quiet: bool = False,
+                     **env):
     """Build (cached) the engine design and run the cocotb tests ``tests`` (names in
-    :mod:`fp8mac.sim.tb_engine`) on ``sim``; ``env``: more ``FP8MAC_*`` variables. Returns the
-    :class:`~fp8mac.sim.runner.SimResults`; raises SimulationFailed on any failure."""
+    :mod:`fp8mac.sim.tb_engine`) on ``sim``; ``env``: more ``FP8MAC_*`` variables; ``quiet``:
+    simulator output to log files. Returns the :class:`~fp8mac.sim.runner.SimResults`; raises
+    SimulationFailed on any failure."""
     from fp8mac.sim.accel_bench import build_args as array_build_args
     from fp8mac.sim.runner import build_and_test
 
@@ -764,12 +773,12 @@ def run_engine_tests(config: MacConfig, engine, sim: str, tests, *, seed: int | 
                           build_args=tuple(array_build_args(sim, config)) + tuple(build_args),
                           extra_env={MANIFEST_ENV: str(folder / "manifest.json"),
                                      **{k: str(v) for k, v in env.items()}},
-                          expect_tests=len(tests))
+                          expect_tests=len(tests), quiet=quiet)
 
 
 def engine_throughput(config: MacConfig | None = None, engine=None, *, sim: str = "verilator",
                       seed: int | None = None, min_seconds: float = 1.0, mkn=None,
-                      build_args=(), name_suffix: str = "") -> dict:
+                      build_args=(), name_suffix: str = "", quiet: bool = False) -> dict:
     """MAC/s of the engine on ``sim`` (for ``make bench``): the cocotb test ``throughput`` of
     :mod:`fp8mac.sim.tb_engine`, a GEMM (default :func:`throughput_shape`, or ``mkn`` =
     ``(M, K, N)``) loaded, computed and read back until ``min_seconds`` of wall time have passed,
@@ -784,7 +793,7 @@ def engine_throughput(config: MacConfig | None = None, engine=None, *, sim: str 
     if mkn is not None:
         env["FP8MAC_ENGINE_MKN"] = ",".join(str(int(x)) for x in mkn)
     results = run_engine_tests(config, engine, sim, "throughput", seed=seed,
-                               build_args=build_args, name_suffix=name_suffix, **env)
+                               build_args=build_args, name_suffix=name_suffix, quiet=quiet, **env)
     row = dict(results.metrics["throughput"])
     row.update(sim=sim, seed=results.seed, build_seconds=results.build_seconds,
                run_seconds=results.test_seconds, array=f"{config.rows} x {config.cols}")

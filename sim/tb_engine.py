@@ -484,13 +484,16 @@ async def throughput(dut):
         runs.append(await tb.gemm(a, b, name=f"throughput {len(runs)}"))
     total = {key: sum(getattr(r, key) for r in runs) for key in
              ("seconds", "cpu_seconds", "load_seconds", "compute_seconds", "read_seconds",
-              "cycles", "compute_cycles", "engine_cycles", "macs")}
+              "compute_cpu_seconds", "cycles", "compute_cycles", "engine_cycles", "macs")}
     sim_rate = total["compute_cycles"] / total["compute_seconds"]
-    stats = dict(mkn=[m, k, n], repeats=len(runs), **total,
+    ideal = -(-m // cfg.rows) * -(-n // cfg.cols) * -(-k // cfg.dot) * len(runs)
+    stats = dict(mkn=[m, k, n], repeats=len(runs), **total, ideal_cycles=ideal,
+                 array_utilization=ideal / total["engine_cycles"],
                  macs_per_second=total["macs"] / total["seconds"],
                  macs_per_cpu_second=total["macs"] / total["cpu_seconds"],
                  cycles_per_second=total["cycles"] / total["seconds"],
                  sim_only_macs_per_second=total["macs"] / total["compute_seconds"],
+                 sim_only_macs_per_cpu_second=total["macs"] / max(total["compute_cpu_seconds"], 1e-9),
                  sim_only_cycles_per_second=sim_rate,
                  python_share=min(1.0, max(0.0, 1 - total["cycles"] / sim_rate / total["seconds"])))
     dut._log.info("%d x %d x %d, %d GEMM(s): %.3g MAC/s (%.2f s: load %.2f, compute %.2f, READ "
