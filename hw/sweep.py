@@ -253,8 +253,6 @@ def load_grid(path) -> Grid:
             values = value if isinstance(value, list) else [value]
             if not values:
                 raise ValueError(f"{where}{key}: the list of values is empty (give at least one)")
-            if isinstance(value, dict):
-                raise ValueError(f"{where}{key}: a value or a list of values, not a table")
             axes[key] = [_chunk(v) if key == "chunk" else v for v in values]
     for i, entry in enumerate(exclude):
         for f in entry:

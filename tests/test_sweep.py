@@ -99,6 +99,17 @@ exclude:
     assert point_key(a, ("accuracy",), grid.settings) != point_key(a, ("accuracy",), other)
 
 
+def test_readme_grid_example_loads(tmp_path):
+    """The README's grid file example is a valid grid: 4 x 2 x 2, minus two, plus one point."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Design-space sweeps"):]
+    text = section[section.index("```toml\n") + 8:]
+    grid = load_grid(_grid(tmp_path, text[:text.index("```")]))
+    assert len(grid.points) == 15
+    assert grid.points[-1].chunk is None and grid.points[-1].outer_rounding == "nearest"
+    assert not any(c.chunk == 16 and c.dot == 4 for c in grid.points)
+
+
 BAD_GRIDS = [
     ("unknown field", "chunk = [16, 64]\nchunks = [1]\n", "unknown field 'chunks' (did you mean 'chunk'?)"),
     ("empty list", "chunk = [16, 64]\ndot = []\n", "dot: the list of values is empty"),
@@ -270,6 +281,20 @@ def test_sweep_area_of_two_small_pes(tmp_path, capsys, seed):
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
+def test_sweep_sim_check_bit_exact(tmp_path, capsys, seed):
+    """--what sim: a random GEMM (seeded from the fixture, recorded as sim_seed) on two 2 x 2
+    arrays on Icarus, every result code equal to mac_gemm's."""
+    grid = _grid(tmp_path, f'rows = 2\ncols = 2\nchunk = [8, "off"]\n[sim]\nseed = {seed}\n')
+    out_dir = tmp_path / "out"
+    status, out, _ = _sweep(capsys, "--grid", grid, "--out", out_dir, "--what", "sim", "--workers", "2")
+    assert status == 0, out
+    rows = _rows(out_dir)
+    assert [(r["chunk"], r["sim_shape"]) for r in rows] == [("8", "2x16x2"), ("off", "2x32x2")]
+    for r in rows:
+        assert (r["sim_bit_exact"], r["sim_mismatches"], r["sim_seed"]) == ("1", "0", str(seed))
+        assert int(r["sim_cycles"]) >= 16
+
+
 def test_pareto_front():
     pts = [dict(a=1, e=5), dict(a=2, e=3), dict(a=2, e=4), dict(a=3, e=3), dict(a=4, e=1),
            dict(a=5, e=None), dict(a=1, e=6)]
@@ -281,56 +306,56 @@ def test_pareto_front():
 # --- an existing cluster: `dask scheduler` + `dask worker` started here --------------------------
 
 @pytest.fixture
-def dask_pair(tmp_path):
-    """A `dask scheduler` and one `dask worker` (one process, one thread) on free local ports,
-    as separate processes; stopped (terminate, then kill) when the test ends."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
+def start_dask(tmp_path):
+    """Starts a `dask scheduler` (and with ``worker=True`` one `dask worker`: one process, one
+    thread) on a free local port as separate processes, returns the scheduler's address once
+    they are up (fails the test with their logs otherwise), and stops them (terminate, then
+    kill) when the test ends."""
     dask = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "worker")}
-    procs = []
+    procs, logs = [], []
 
-    def stop():
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for fh in logs.values():
-            fh.close()
+    def start(worker: bool) -> str:
+        port = _free_port()
+        address = f"tcp://127.0.0.1:{port}"
+        commands = {"scheduler": [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--dashboard-address", "127.0.0.1:0"]}
+        if worker:
+            commands["worker"] = [dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                  "--dashboard-address", "127.0.0.1:0",
+                                  "--local-directory", str(tmp_path / "worker")]
+        ready = {"scheduler": "Scheduler at:", "worker": "Registered to:"}
+        for name, command in commands.items():
+            log = tmp_path / f"{name}.log"
+            logs.append(open(log, "w"))
+            procs.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=logs[-1],
+                                          stderr=subprocess.STDOUT))
+            deadline = time.monotonic() + 90
+            while ready[name] not in log.read_text():
+                if procs[-1].poll() is not None or time.monotonic() > deadline:
+                    logs[-1].flush()
+                    text = "\n".join(f"--- {p.name}:\n" + p.read_text()[-3000:]
+                                     for p in sorted(tmp_path.glob("*.log")))
+                    pytest.fail(f"dask {name} did not come up at {address} within 90 s (exit "
+                                f"code {procs[-1].poll()}):\n{text}")
+                time.sleep(0.3)
+        return address
 
-    try:
-        procs.append(subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL, stdout=logs["scheduler"], stderr=subprocess.STDOUT))
-        procs.append(subprocess.Popen(
-            [dask, "worker", address, "--nworkers", "1",
-             "--nthreads", "1", "--dashboard-address", "127.0.0.1:0",
-             "--local-directory", str(tmp_path / "worker")],
-            stdin=subprocess.DEVNULL, stdout=logs["worker"], stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 90
-        registered = False
-        while time.monotonic() < deadline and not registered:
-            if any(p.poll() is not None for p in procs):
-                break
-            registered = "Registered to:" in (tmp_path / "worker.log").read_text()
-            time.sleep(0.5)
-        if not registered:
-            for fh in logs.values():
-                fh.flush()
-            text = "\n".join(f"--- {n}:\n" + (tmp_path / f"{n}.log").read_text()[-3000:] for n in logs)
-            pytest.fail(f"dask scheduler + worker did not come up at {address} within 90 s "
-                        f"(exit codes {[p.poll() for p in procs]}):\n{text}")
-        yield address
-    finally:
-        stop()
+    yield start
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for fh in logs:
+        fh.close()
 
 
-def test_sweep_on_a_separately_started_scheduler(tmp_path, capsys, seed, dask_pair):
+def test_sweep_on_a_separately_started_scheduler(tmp_path, capsys, seed, start_dask):
+    dask_pair = start_dask(worker=True)
     grid = _grid(tmp_path, 'chunk = [64, 256]\nouter_rounding = "nearest"\n' + _accuracy_table(seed))
     out_dir = tmp_path / "out"
     status, out, _ = _sweep(capsys, "--grid", grid, "--out", out_dir, "--what", "accuracy",
@@ -345,6 +370,17 @@ def test_sweep_on_a_separately_started_scheduler(tmp_path, capsys, seed, dask_pa
                                 LENGTHS, TRIALS, seed=seed)
         assert {k: float(r[k]) for k in here} == here
     assert f"(scheduler {dask_pair})" in (out_dir / "sweep.md").read_text()
+
+
+def test_scheduler_without_workers_exits_2(tmp_path, capsys, start_dask):
+    address = start_dask(worker=False)
+    status, _, err = _sweep(capsys, "--grid", _grid(tmp_path, "chunk = [16]\n"), "--out",
+                            tmp_path / "out", "--what", "accuracy", "--scheduler", address,
+                            "--connect-timeout", "1")
+    assert status == 2
+    assert err == (f"fp8mac: error: --scheduler: the Dask scheduler at {address} has no worker "
+                   f"(waited 1 s); start one with `dask worker {address}`\n")
+    assert not (tmp_path / "out").exists()
 
 
 # --- make regress across machines: pytest-split shards -------------------------------------------
