@@ -203,7 +203,7 @@ class GridFormat:
             return self.name
         extra = {"int": f"frac_bits={self.frac_bits}", "sign_magnitude": f"frac_bits={self.frac_bits}",
                  "radix4": f"bias={self.bias},phase={self.phase}", "e8m0": "bias=127"}[self.kind]
-        return f"{self.kind}{self.width}({extra})"
+        return f"{self.kind}_w{self.width}({extra})"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "kind": self.kind, "width": self.width, "frac_bits": self.frac_bits,

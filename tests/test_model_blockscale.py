@@ -552,9 +552,14 @@ def test_unscaled_blocks_are_plain_rounding(rng):
 
 # ---- the block dot product -------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def ref_product(fa, fb, x: int, y: int) -> ref.Value:
+    return ref.mul(ref_decode(fa, x), ref_decode(fb, y))
+
+
 def ref_block_dot(facc, fa, fb, acc, a, sa, b, sb, rounding="nearest", rand=None, rbits=None) -> int:
     """round(acc + (sa * sb) * sum(a_i * b_i)), the sum first, with Fractions."""
-    prods = [ref.mul(ref_decode(fa.element, x), ref_decode(fb.element, y)) for x, y in zip(a, b)]
+    prods = [ref_product(fa.element, fb.element, int(x), int(y)) for x, y in zip(a, b)]
     total = ref.sum_values(prods)
     one = ref.Value("num", 0, Fraction(1))
     s = ref.mul(ref_decode(fa.scale, sa) if fa.scale is not None else one,
