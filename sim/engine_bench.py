@@ -486,9 +486,9 @@ class EngineBench:
 
     async def cycles(self, n: int):
         """Sleep ``n`` clock cycles (one timer, Python not woken per cycle), ending just after
-        a rising edge."""
+        a rising edge (the timer ends mid-cycle, never at an edge's time)."""
         if n > 1:
-            await Timer((n - 1) * self.period_ns, unit="ns")
+            await Timer((n - 1) * self.period_ns + self.period_ns / 2, unit="ns")
         await self.dut.clk.rising_edge
 
     async def reset(self, cycles: int = 2):
@@ -603,17 +603,24 @@ class EngineBench:
         await self.command("START")
         return self.axil.last_write_ns
 
-    async def wait_done(self, timeout_cycles: int, what: str = "the GEMM"):
-        """Sleep until ``done`` rises (one trigger, with a timeout); AssertionError (with
-        STATUS) if it does not within ``timeout_cycles``."""
+    async def wait_done(self, timeout_cycles: int, what: str = "the GEMM") -> float:
+        """Sleep until ``done`` rises (one trigger, with a timeout); returns the simulation time
+        (ns) it rose at. AssertionError (with STATUS) if it does not within ``timeout_cycles``.
+
+        Returns in step with the clock, just after the next rising edge: a timer ends at a
+        clock edge's time, before or after the simulator processes that edge, and a write made
+        between would meet the edge unseen by the next read of a combinational output."""
         if int(self.dut.done.value):
-            return
+            return get_sim_time("ns")
         timer = Timer(timeout_cycles * self.period_ns, unit="ns")
         fired = await First(RisingEdge(self.dut.done), timer)
-        if fired is timer:
+        when = get_sim_time("ns")
+        await self.dut.clk.rising_edge
+        if fired is timer and not int(self.dut.done.value):
             status = await self.status()
             raise AssertionError(f"{what}: done did not rise within {timeout_cycles} cycles of "
                                  f"START; STATUS {status}; {self._rerun()}")
+        return when
 
     async def read_c(self, base: int, count: int, *, pause: str | None = None,
                      timeout_cycles: int | None = None) -> list[int]:
@@ -697,8 +704,7 @@ class EngineBench:
         await self.program(m, n, k, a_base, b_base, c_base, self.formats_value(formats))
         wall1, cpu1 = time.perf_counter(), time.process_time()
         start_ns = await self.start()
-        await self.wait_done(timeout_cycles, f"GEMM {name!r}{context}")
-        done_ns = get_sim_time("ns")
+        done_ns = await self.wait_done(timeout_cycles, f"GEMM {name!r}{context}")
         wall2, cpu2 = time.perf_counter(), time.process_time()
         engine_cycles = await self.read("CYCLES")
         status = await self.status()

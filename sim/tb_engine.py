@@ -22,7 +22,7 @@ Run by ``tests/test_sim_engine.py`` and :func:`fp8mac.sim.engine_bench.engine_th
 - ``done_survives_refused_start``: DONE and C stay as they were when a START is refused by a
   range check (a known engine bug: run alone as a strict xfail by ``tests/test_sim_engine.py``).
 - ``mutation``: the checks can fail: a wrong expected code is reported (GEMM, element, seed), a
-  wrong BRESP expectation too.
+  wrong BRESP expectation and a ``done`` that never rises too.
 - ``throughput``: a large GEMM (``FP8MAC_ENGINE_MKN=M,K,N`` or as many tiles as the buffers hold)
   at full rate, loaded, computed and read until ``FP8MAC_RATE_SECONDS`` (default 1) have passed;
   records MAC/s and the simulator-alone rate (the compute phase, Python asleep).
@@ -465,6 +465,17 @@ async def mutation(dut):
         assert "BRESP=2" in str(exc) and f"FP8MAC_SEED={tb.seed}" in str(exc), str(exc)
     else:
         raise AssertionError("a write answered SLVERR and the master expecting OKAY did not notice")
+    # A GEMM that never finishes (a refused START after a reset: done stays low) is reported
+    # with STATUS after the timeout.
+    await tb.reset()
+    await tb.program(0, cfg.cols, cfg.dot)
+    await tb.start()
+    try:
+        await tb.wait_done(50, "a refused START")
+    except AssertionError as exc:
+        assert "done did not rise within 50 cycles" in str(exc) and "ERR_SHAPE" in str(exc), str(exc)
+    else:
+        raise AssertionError("done never rose and wait_done did not notice")
 
 
 @cocotb.test()
