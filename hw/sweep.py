@@ -501,7 +501,7 @@ class SweepResult:
     seconds : float
         Wall time of the run.
     cluster : str
-        Where the points ran (``"none"`` when every point was cached).
+        Where the points ran (no cluster when every point was cached).
     """
 
     grid: Grid
@@ -511,7 +511,7 @@ class SweepResult:
     cached: int = 0
     failed: int = 0
     seconds: float = 0.0
-    cluster: str = "none"
+    cluster: str = "no cluster: nothing to compute"
     command: str = ""
     version: str = field(default_factory=_version)
 

@@ -165,13 +165,14 @@ def write_reports(result, out) -> list[Path]:
     varying = list(result.grid.varying)
     g = result.grid
     acc = g.settings["accuracy"]
+    own = sum(r["seconds"] or 0 for r in result.rows if r["status"] == "ok" and not r["cached"])
     rep = Report("Design-space sweep")
     rep.text(f"Command: `{result.command}` (fp8mac {result.version}). Grid `{g.path.name}`: "
              f"{len(result.rows)} points over {' x '.join(varying) or 'one configuration'}; every "
              f"other field as the grid fixes it or MacConfig's default. Run: "
              f"{result.computed} computed, {result.cached} from the cache, {result.failed} failed, "
-             f"{result.seconds:.0f} s wall time ({result.cluster}); points' own times add up to "
-             f"{sum(r['seconds'] or 0 for r in result.rows if r['status'] == 'ok'):.0f} s.")
+             f"{result.seconds:.0f} s wall time ({result.cluster})"
+             + (f"; points' own times add up to {own:.0f} s." if result.computed else "."))
     notes = []
     if "accuracy" in result.what:
         notes.append(f"- Accuracy (`err_n<n>_rel`): the accumulation study's error "

@@ -210,6 +210,8 @@ def test_sweep_2x2_local_cluster_cache_and_growth(tmp_path, capsys, seed):
     assert "sweep: 4 points (accuracy): 4 cached, 0 to compute" in out
     assert "LocalCluster" not in out and " ok " not in out  # nothing computed, no cluster
     assert "0 computed, 4 cached, 0 failed" in out
+    assert "Run: 0 computed, 4 from the cache, 0 failed" in (out_dir / "sweep.md").read_text()
+    assert "(no cluster: nothing to compute)" in (out_dir / "sweep.md").read_text()
     again = _rows(out_dir)
     assert [r["cached"] for r in again] == ["1"] * 4
     assert [{k: v for k, v in r.items() if k != "cached"} for r in again] == \
