@@ -564,7 +564,8 @@ class EngineBench:
             await self.write(self.LOAD_POINTERS[s], at)
         drivers = []
         for s, words, _ in jobs:
-            driver = StreamDriver(self.dut, f"s_axis_{s}", pause=self._pause(self.load_pause, f"s_axis_{s}"))
+            port = f"s_axis_{s}"
+            driver = StreamDriver(self.dut, port, pause=self._pause(self.load_pause, port))
             driver.send_nowait(words)
             drivers.append(driver)
         if drivers:
@@ -638,7 +639,8 @@ class EngineBench:
         try:
             await sink.wait_for(count, timeout_cycles)
         except AssertionError as exc:
-            raise AssertionError(f"READ of {count} C words from {base}: {exc}; {self._rerun()}") from None
+            raise AssertionError(f"READ of {count} C words from {base}: {exc}; "
+                                 f"{self._rerun()}") from None
         for _ in range(4):  # nothing more may come
             await self.dut.clk.rising_edge
         self._stop_streams()

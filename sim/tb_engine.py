@@ -177,7 +177,8 @@ async def reset_mid_gemm(dut):
     total = tn * steps
     wait = int(rng.integers(2, max(3, total // 2)))
     await tb.cycles(wait)
-    assert int(dut.done.value) == 0, f"the GEMM was done after {wait} of {total} cycles: no reset mid-GEMM"
+    assert int(dut.done.value) == 0, \
+        f"the GEMM was done after {wait} of {total} cycles: no reset mid-GEMM"
     status = await tb.status()
     assert status.busy, f"STATUS {status} {wait} cycles after START: not BUSY"
     dut._log.info("reset %d cycles after START (the GEMM takes at least %d)", wait, total)
@@ -345,7 +346,10 @@ async def error_flags(dut):
     a, b = operands(rng, cfg, m, k, n)
     aw, bw = operand_words(a, b, cfg)
     await tb.load(aw, 0, bw, 0)
-    for cmd in ("START", "READ"):
+    busy_cmds = ("START", "READ") + (("UPDATE",) if "UPDATE" in tb.ctrl else ())
+    if "UPDATE" in tb.ctrl:
+        await tb.write("U_STATE", 1)  # an UPDATE that would be accepted when idle
+    for cmd in busy_cmds:
         await tb.program(m, n, k)
         await tb.command("START")
         await tb.command(cmd)
@@ -360,7 +364,9 @@ async def error_flags(dut):
         compare_words(words, padded_expected(a, b, cfg), m, n, cfg, seed=tb.seed,
                       name=f"the GEMM that ignored a {cmd}")
     rows = result_rows(m, n, cfg)
-    for cmd in ("START", "READ"):
+    for cmd in busy_cmds:
+        if cmd == "UPDATE":
+            await tb.write("U_STATE", 1)  # (the reset below cleared it)
         await tb.write("C_BASE", 0)
         await tb.write("C_COUNT", rows)
         await tb.command("READ")  # nobody takes the words: READING stays
@@ -424,14 +430,18 @@ async def done_survives_refused_start(dut):
     a, b = operands(rng, cfg, cfg.rows, cfg.dot, cfg.cols)
     await tb.gemm(a, b, name="a good GEMM")
     assert int(dut.done.value) == 1
-    for flag, bases in (("ERR_A_RANGE", (A, 0, 0)), ("ERR_B_RANGE", (0, B, 0)),
-                        ("ERR_C_RANGE", (0, 0, Cw))):
+    cases = [("START", "ERR_A_RANGE", (A, 0, 0)), ("START", "ERR_B_RANGE", (0, B, 0)),
+             ("START", "ERR_C_RANGE", (0, 0, Cw))]
+    if "UPDATE" in tb.ctrl:
+        await tb.write("U_STATE", 1)
+        cases.append(("UPDATE", "ERR_W_RANGE", (0, 0, Cw)))
+    for cmd, flag, bases in cases:
         await tb.program(cfg.rows, cfg.cols, cfg.dot, *bases)
-        await tb.command("START")
+        await tb.command(cmd)
         status = await tb.settled_status()
         assert status.errors == {flag}, f"STATUS {status}, expected {flag}"
         assert status.done and int(dut.done.value) == 1, \
-            f"a START refused with {flag} cleared DONE: STATUS {status}, done port {dut.done.value}"
+            f"{cmd} refused with {flag} cleared DONE: STATUS {status}, done port {dut.done.value}"
         await tb.clear()
 
 

@@ -76,11 +76,12 @@ COCOTB_TESTS = ["random_gemms", "reset_mid_gemm", "error_flags", "mutation"]
 THROUGHPUT_DESIGN = (MacConfig(), EngineConfig(a_words=4096, b_words=4096, c_words=4096))
 """The engine whose MAC/s the full tier and ``make bench`` measure: the default 8 x 8 array."""
 
-# Engine bugs found by these tests and not fixed yet: cocotb test -> why. Each runs alone as a
-# strict xfail (test_known_engine_bugs): once the engine is fixed it passes, the xfail fails,
-# and the entry goes (and error_flags' range_done check is switched on).
+# Engine bugs found by these tests and not fixed yet: cocotb test -> (what its failure says, why).
+# Each runs alone in test_known_engine_bugs, which expects that failure (xfail) and fails once the
+# test passes: then the entry goes (and error_flags' range_done check is switched on).
 KNOWN_ENGINE_BUGS = {
     "done_survives_refused_start": (
+        "refused with ERR_A_RANGE cleared DONE",
         "hw/engine.py clears DONE (and the done port) when a START or UPDATE passes the shape "
         "and format checks, before the CHECK state's range checks refuse it (ERR_A/B/C_RANGE, "
         "ERR_W_RANGE): STATUS_BITS says DONE is cleared by the next accepted START and ERRORS "
@@ -102,14 +103,20 @@ def test_engine(name, fields, depths, sim, rep, seed):
           f"build {results.build_seconds:.1f} s, run {results.test_seconds:.1f} s)")
 
 
-@pytest.mark.parametrize("bug,why", [
-    pytest.param(bug, why, marks=pytest.mark.xfail(strict=True, raises=SimulationFailed, reason=why),
-                 id=bug) for bug, why in KNOWN_ENGINE_BUGS.items()])
-def test_known_engine_bugs(bug, why, seed):
-    """Each known engine bug as its own cocotb test, on the first quick design (strict xfail:
-    fails once fixed; then drop the entry from KNOWN_ENGINE_BUGS)."""
+@pytest.mark.parametrize("bug", list(KNOWN_ENGINE_BUGS))
+def test_known_engine_bugs(bug, seed):
+    """Each known engine bug as its own cocotb test on the first quick design: it must fail with
+    the known message (xfail); once it passes the engine is fixed and this fails."""
+    match, why = KNOWN_ENGINE_BUGS[bug]
     _, fields, depths = QUICK_DESIGNS[0]
-    run_engine_tests(MacConfig(**fields), EngineConfig(**depths), SIMS[0], [bug], seed=seed % 2**32)
+    try:
+        run_engine_tests(MacConfig(**fields), EngineConfig(**depths), SIMS[0], [bug],
+                         seed=seed % 2**32)
+    except SimulationFailed as exc:
+        assert match in str(exc), f"{bug} failed otherwise than known: {exc}"
+        pytest.xfail(why)
+    pytest.fail(f"{bug} passes: the engine is fixed; drop it from KNOWN_ENGINE_BUGS and check "
+                "DONE after range errors in tb_engine.error_flags (range_done = True)")
 
 
 def test_manifest_register_map_is_the_engine_s():
@@ -137,7 +144,8 @@ def test_compare_words_catches_each_wrong_code(seed):
     config = MacConfig(rows=3, cols=2, chunk=4, inner_rounding="stochastic")
     rng = np.random.default_rng(seed)
     fin = config.in_format
-    finite = np.flatnonzero(np.isfinite(fin.decode(np.arange(256))) & (np.abs(fin.decode(np.arange(256))) < 16))
+    values = fin.decode(np.arange(256))
+    finite = np.flatnonzero(np.isfinite(values) & (np.abs(values) < 16))
     m, k, n = 4, 5, 3
     a, b = rng.choice(finite, (m, k)), rng.choice(finite, (k, n))
     want = padded_expected(a, b, config)
@@ -201,8 +209,9 @@ if TIER == "full":
         line = (f"Engine throughput, 8 x 8, {m} x {k} x {n} x {row['repeats']} on Verilator "
                 f"(FP8MAC_SEED={row['seed']}): {row['macs_per_second'] / 1e6:.2f} M MAC/s (load "
                 f"{row['load_seconds']:.2f} s, compute {row['compute_seconds']:.2f} s, READ "
-                f"{row['read_seconds']:.2f} s); simulator alone {row['sim_only_macs_per_second'] / 1e6:.2f}"
-                f" M MAC/s; Python share {100 * row['python_share']:.0f}%")
+                f"{row['read_seconds']:.2f} s); simulator alone "
+                f"{row['sim_only_macs_per_second'] / 1e6:.2f} M MAC/s; Python share "
+                f"{100 * row['python_share']:.0f}%")
         path = build_root() / "sim" / "tables" / "engine_throughput.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(line + "\n")
