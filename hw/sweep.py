@@ -64,7 +64,6 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from fp8mac.model.config import MacConfig
@@ -92,10 +91,9 @@ _TABLES = ("points", "exclude") + tuple(_SETTINGS)
 
 
 def _version() -> str:
-    try:
-        return metadata.version("fp8mac")
-    except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0+unknown"
+    from .generate import _version as fp8mac_version  # the one the manifests record
+
+    return fp8mac_version()
 
 
 # --- the grid ------------------------------------------------------------------------------------
@@ -149,13 +147,16 @@ def _unknown(name: str, where: str, allowed) -> str:
 
 def _read(path: Path):
     text_kind = path.suffix.lower()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"--grid: cannot read {path}: {exc.strerror or exc}") from None
     if text_kind == ".toml":
         import tomllib
 
         try:
-            with open(path, "rb") as fh:
-                return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"grid {path}: not valid TOML: {exc}") from None
     if text_kind in (".yaml", ".yml"):
         try:
@@ -164,7 +165,7 @@ def _read(path: Path):
             raise ValueError(f"grid {path}: YAML grid files need PyYAML (pip install pyyaml); "
                              "or write the grid as TOML") from None
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ValueError(f"grid {path}: not valid YAML: {' '.join(str(exc).split())}") from None
         return {} if data is None else data
@@ -571,7 +572,10 @@ def run_sweep(grid: Grid, out, what=DEFAULT_WHAT, scheduler: str | None = None,
         with dask_client(scheduler, workers, timeout, log) as client:
             result.cluster = f"scheduler {scheduler}" if scheduler else \
                 f"LocalCluster of {len(client.nthreads())} workers"
-            (out / "points").mkdir(parents=True, exist_ok=True)  # only once a cluster is there
+            try:  # only once a cluster is there: a bad scheduler leaves nothing behind
+                (out / "points").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
             _compute(client, todo, what, grid.settings, out, varying, log, version)
     result.computed = len(todo)
     result.failed = sum(1 for r in rows if r["status"] != "ok")
@@ -649,8 +653,9 @@ def run(args) -> int:
         raise ValueError("--workers sizes the LocalCluster; with --scheduler the cluster has its own workers")
     timeout = parse_float("--connect-timeout", args.connect_timeout)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out: {existing} exists and is not a directory")
     grid = load_grid(args.grid)
     command = f"fp8mac sweep --grid {args.grid} --out {args.out} --what {','.join(what)}"
     command += f" --scheduler {args.scheduler}" if args.scheduler else ""

@@ -137,6 +137,17 @@ def test_bad_grid_exits_2_naming_the_field(tmp_path, capsys, text, message):
     assert not out_dir.exists()  # nothing written
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("grid.yaml", "chunk: [16, 64\n", "not valid YAML: while parsing a flow sequence"),
+    ("grid.yml", "- chunk\n", "must map MacConfig fields to values, not list"),
+    ("grid.json", '{"chunk": [16]}', "unknown file type '.json'; a grid is .toml, .yaml or .yml"),
+], ids=["yaml-unparsable", "yaml-not-a-mapping", "suffix"])
+def test_bad_grid_file_kinds(tmp_path, capsys, name, text, message):
+    status, _, err = _sweep(capsys, "--grid", _grid(tmp_path, text, name), "--out", tmp_path / "out")
+    assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_rejected_value_message_names_the_field(tmp_path, capsys):
     status, _, err = _sweep(capsys, "--grid", _grid(tmp_path, 'chunk = [16]\nouter_rounding = ["up"]\n'),
                             "--out", tmp_path / "out")
@@ -148,10 +159,15 @@ def test_bad_rejected_value_message_names_the_field(tmp_path, capsys):
     (["--what", "accuracy,power"], "--what must be a comma-separated subset of accuracy, area, sim"),
     (["--workers", "0"], "--workers must be in 1..256"),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the LocalCluster"),
-], ids=["what", "workers", "workers-with-scheduler"])
+    (["--out", "{tmp}/grid.toml/out"], "--out: {tmp}/grid.toml exists and is not a directory"),
+    (["--grid", "{tmp}"], "--grid: {tmp} is not a file"),
+    (["--grid", "{tmp}/grid.txt"], "--grid: {tmp}/grid.txt is not a file"),
+], ids=["what", "workers", "workers-with-scheduler", "out-under-a-file", "grid-a-folder", "grid-missing"])
 def test_bad_options_exit_2(tmp_path, capsys, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     status, _, err = _sweep(capsys, "--grid", _grid(tmp_path, "chunk = [16]\n"), "--out",
                             tmp_path / "out", *args)
+    message = message.replace("{tmp}", str(tmp_path))
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()
 
