@@ -216,18 +216,22 @@ def bench_engine(repeat=3):
     e_rate, e_cpu = med("engine", "macs_per_second"), med("engine", "macs_per_cpu_second")
     e_sim, e_share = med("engine", "sim_only_macs_per_second"), med("engine", "python_share")
     d4_rate = med("engine, dot 4", "macs_per_second")
-    verdict = ("met" if e_rate >= 5e6 else f"missed by {1 - e_rate / 5e6:.0%} in wall time"
-               + (" (met per CPU second)" if e_cpu >= 5e6 else ""))
+    verdict = (("met" if e_rate >= 5e6 else f"missed by {1 - e_rate / 5e6:.0%}") + " in wall time, "
+               + ("met" if e_cpu >= 5e6 else f"missed by {1 - e_cpu / 5e6:.0%}") + " per CPU second")
     tm, tn = m // config.rows, n // config.cols
     io_cycles = (tm + tn) * (k // config.dot) + tm * tn * config.rows  # loads + READ, a word each
     per_cycle = med("engine", "sim_only_cycles_per_second") / med("engine, dot 4",
                                                                    "sim_only_cycles_per_second")
+    gemm_cycles = statistics.median(r["cycles"] / r["repeats"] for r in runs["engine"])
     body += ["", f"The 8 x 8 engine: {e_rate / 1e6:.2f} M MAC/s, {e_rate / stream:.1f} times the "
              f"streaming top; the goal of 5 M MAC/s is {verdict}. Python's share is down to "
-             f"{e_share:.0%}: it drives only the loads and the READ, {io_cycles} of the run's "
-             f"{round(med('engine', 'cycles'))} cycles; the limit is now Verilator itself, "
-             f"{e_sim / 1e6:.2f} M MAC/s with Python asleep (CPU time is the steadier measure on "
-             f"this shared machine: {e_cpu / 1e6:.2f} M MAC per CPU second). A dot-4 array's cycle "
+             f"{e_share:.0%}: it drives only the loads and the READ, {io_cycles} of a GEMM's "
+             f"{round(gemm_cycles)} cycles; the limit is now Verilator itself, "
+             f"{e_sim / 1e6:.2f} M MAC/s with Python asleep. CPU time is the steadier measure on "
+             f"this shared machine (wall-time rates move with its load from run to run): "
+             f"{e_cpu / 1e6:.2f} M MAC per CPU second for the whole run, "
+             f"{med('engine', 'sim_only_macs_per_cpu_second') / 1e6:.2f} with Python asleep. "
+             f"A dot-4 array's cycle "
              f"costs the simulator {per_cycle:.1f} times a dot-1 array's for four times the MACs: "
              f"{d4_rate / 1e6:.2f} M MAC/s. The two simulator-alone figures are not one "
              "measure: the streaming top's holds one operand beat on its inputs for the whole span "
