@@ -87,12 +87,14 @@ CTRL_BITS = {"START": 0, "READ": 1, "CLEAR": 2, "UPDATE": 3}
 ``UPDATE`` the weights (:mod:`fp8mac.model.update`)."""
 
 STATUS_BITS = {"BUSY": 0, "DONE": 1, "READING": 2}
-"""``STATUS`` bits besides the errors: ``BUSY`` a START is being checked or its GEMM runs (a
-START's checks take ``max(ceil(M/rows), ceil(N/cols), ceil(K/dot))`` cycles); ``DONE`` the last
-GEMM finished (cleared by the next accepted ``START``); ``READING`` a READ is sending."""
+"""``STATUS`` bits besides the errors: ``BUSY`` a START or UPDATE is being checked or runs (the
+checks take ``max(ceil(M/rows), ceil(N/cols), ceil(K/dot))`` cycles); ``DONE`` the last GEMM or
+UPDATE finished: low from the next START or UPDATE on, high again when it finishes, or, if its
+checks refuse it (an error flag), back to what it was before it; ``READING`` a READ is sending.
+So a host may wait for ``done`` right after a command and then read ``STATUS`` for errors."""
 
 ERRORS = {
-    "ERR_BUSY": (8, "START or READ while a GEMM or a READ runs (the command is ignored)"),
+    "ERR_BUSY": (8, "START, UPDATE or READ while a GEMM, an UPDATE or a READ runs (the command is ignored)"),
     "ERR_SHAPE": (9, "START with M, N or K = 0 (nothing runs)"),
     "ERR_A_RANGE": (10, "START whose A words (A_BASE + ceil(M/rows) * ceil(K/dot)) exceed the A buffer"),
     "ERR_B_RANGE": (11, "START whose B words exceed the B buffer"),
@@ -428,6 +430,7 @@ class Engine(wiring.Component):
         with m.If(busy | updating):
             m.d.sync += reg["CYCLES"].eq(reg["CYCLES"] + 1)
         op_update = Signal()  # the command in COUNT / CHECK: 0 a GEMM, 1 an UPDATE
+        done_before = Signal()  # DONE when the command in COUNT / CHECK came
 
         a_need, b_need = Signal(32), Signal(32)
         with m.If(~fsm_idle & (cmd["START"] | cmd["READ"] | cmd["UPDATE"])):
@@ -443,7 +446,7 @@ class Engine(wiring.Component):
                     with m.Elif((fmt_a >= n_a["a"]) | (fmt_b >= n_a["b"])):
                         m.d.comb += set_error["ERR_FORMAT"].eq(1)
                     with m.Else():
-                        m.d.sync += [done.eq(0), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(0),
+                        m.d.sync += [done.eq(0), done_before.eq(done), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(0),
                                      acc_m.eq(0), acc_n.eq(0), acc_k.eq(0)]
                         m.next = "COUNT"
                 with m.If(cmd["UPDATE"]):
@@ -455,7 +458,7 @@ class Engine(wiring.Component):
                     with m.Elif(~reg["U_MODE"][0] & (reg["U_STATE"] == 0)):
                         m.d.comb += set_error["ERR_STATE"].eq(1)
                     with m.Else():
-                        m.d.sync += [done.eq(0), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(1),
+                        m.d.sync += [done.eq(0), done_before.eq(done), tm.eq(0), tn.eq(0), steps.eq(0), op_update.eq(1),
                                      acc_m.eq(0), acc_n.eq(0), acc_k.eq(reg["K"][:16])]
                         m.next = "COUNT"
                 with m.If(cmd["READ"]):
@@ -491,6 +494,7 @@ class Engine(wiring.Component):
                         with m.If((op_update == op) & ((base >= depth) | (base + need > depth))):
                             m.d.comb += [set_error[name].eq(1), bad.eq(1)]
                 with m.If(bad):
+                    m.d.sync += done.eq(done_before)  # a refused command leaves DONE as it was
                     m.next = "IDLE"
                 with m.Elif(op_update):
                     m.d.sync += [updating.eq(1), reg["CYCLES"].eq(0), u_i.eq(0), u_r.eq(0), u_rbase.eq(0),

@@ -315,3 +315,28 @@ def test_readme_documents_the_register_map():
         assert f"| 0x{offset:02X} | `{name}` | {access} |" in section, name
     for name in list(ERRORS) + [f"CTRL.{c}" for c in CTRL_BITS]:
         assert name in section, name
+
+
+def test_done_low_while_a_command_is_checked_then_restored_if_refused():
+    """DONE after a GEMM; a START that a range check refuses drops it while checking and puts it
+    back (with its error flag); an accepted START keeps it low until its GEMM is done."""
+    config = MacConfig(rows=2, cols=2, chunk=None)
+    trace = []
+
+    async def body(host):
+        await host.gemm(2, 2, 4)
+        await host.wait_done()
+        trace.append(("first", host.ctx.get(host.dut.done)))
+        await host.gemm(2, 2, 9)                                    # 9 A words > 8: refused
+        trace.append(("checking", host.ctx.get(host.dut.done)))
+        await host.wait_done()
+        trace.append(("refused", flags(await host.read("STATUS")), host.ctx.get(host.dut.done)))
+        await host.write("CTRL", 1 << CTRL_BITS["CLEAR"])
+        await host.gemm(2, 2, 8)
+        trace.append(("running", host.ctx.get(host.dut.done)))
+        await host.wait_done()
+        trace.append(("second", flags(await host.read("STATUS")), host.ctx.get(host.dut.done)))
+
+    run(Engine(config, EngineConfig(a_words=8, b_words=8, c_words=8)), body)
+    assert trace == [("first", 1), ("checking", 0), ("refused", {"ERR_A_RANGE", "ERR_B_RANGE"}, 1),
+                     ("running", 0), ("second", set(), 1)]
