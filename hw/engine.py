@@ -37,14 +37,13 @@ from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, M
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from fp8mac.model.config import MacConfig
 from fp8mac.model.lfsr import leap_columns
 
 from .adder import MacUnit
 from .multiplier import FloatMultiplier
-from .top import Accelerator, tuser_width
+from .top import Accelerator, port_members, tuser_width
 
 
 def _xor(bits):
@@ -171,7 +170,7 @@ def c_header(top: str) -> str:
     and STATUS bits, error flags)."""
     guard = f"{top.upper()}_REGS_H"
     lines = [f"/* {top}: fp8mac layer engine registers (AXI4-Lite, 32-bit, byte offsets). */",
-             f"/* Written by fp8mac generate --top-kind engine; see its manifest.json. */",
+             "/* Written by fp8mac generate --top-kind engine; see its manifest.json. */",
              f"#ifndef {guard}", f"#define {guard}", ""]
     prefix = top.upper()
     for name, (offset, access, text) in REGISTERS.items():
@@ -216,11 +215,7 @@ class Engine(wiring.Component):
             raise ValueError(f"engine must be an EngineConfig, not {type(engine).__name__}")
         self._config, self._engine = config, engine
         self._module_prefix = module_prefix
-        members = {}
-        for p in engine_port_list(config):
-            if p["name"] not in ("clk", "rst"):
-                members[p["name"]] = (In if p["direction"] == "input" else Out)(p["width"])
-        super().__init__(members)
+        super().__init__(port_members(engine_port_list(config)))
 
     @property
     def config(self) -> MacConfig:

@@ -12,7 +12,15 @@ from .array import MacArray
 from .formats import convert_exact
 from .pe import datapath_formats
 
-__all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency", "tuser_width"]
+__all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency", "tuser_width",
+           "port_members"]
+
+
+def port_members(ports) -> dict:
+    """A component signature's members from a port list (``{"name", "direction", "width"}``
+    dicts, as :func:`port_list` gives): every port but ``clk`` and ``rst`` (the domain's)."""
+    return {p["name"]: (In if p["direction"] == "input" else Out)(p["width"])
+            for p in ports if p["name"] not in ("clk", "rst")}
 
 
 def tuser_width(config: MacConfig, stream: str) -> int:
@@ -147,12 +155,7 @@ class Accelerator(wiring.Component):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
         self._config = config
         self._array_options = dict(seed_ports=seed_ports, module_prefix=module_prefix)
-        members = {}
-        for p in port_list(config):
-            if p["name"] in ("clk", "rst"):
-                continue
-            members[p["name"]] = (In if p["direction"] == "input" else Out)(p["width"])
-        super().__init__(members)
+        super().__init__(port_members(port_list(config)))
 
     @property
     def config(self) -> MacConfig:

@@ -75,6 +75,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .config import _int
 from .formats import FORMATS, FloatFormat, Unpacked, check_codes
 from .rounding import check_rounding
 
@@ -82,14 +83,6 @@ __all__ = ["GridFormat", "GRID_KINDS", "ELEMENT_FORMATS", "SCALE_FORMATS", "E8M0
            "scale_format", "round_to_format", "two_phase_round", "format_emax", "format_values"]
 
 GRID_KINDS = ("int", "sign_magnitude", "radix4", "e8m0")
-
-
-def _int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
-    return int(value)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,17 @@ def load_manifest(path=None) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def check_ports(dut, manifest: dict):
+    """AssertionError unless every port of the manifest exists on the DUT with its width."""
+    for port in manifest["ports"]:
+        handle = getattr(dut, port["name"], None)
+        if handle is None:
+            raise AssertionError(f"DUT has no port {port['name']} (manifest.json lists it)")
+        if len(handle) != port["width"]:
+            raise AssertionError(f"DUT port {port['name']} is {len(handle)} bits wide, "
+                                 f"manifest.json says {port['width']}")
+
+
 def expected_tiles(a_codes, b_codes, config: MacConfig) -> np.ndarray:
     """The model's result codes in stream order, ``(tiles, rows, cols)``: tile t's row r is result
     beat ``t * rows + r``. Padding lanes hold the model's results on the +0 padding operands that
@@ -228,14 +239,7 @@ class AccelBench:
         dut.rst.value = 1
 
     def _check_ports(self):
-        """Every port of the manifest exists on the DUT with the manifest's width."""
-        for port in self.manifest["ports"]:
-            handle = getattr(self.dut, port["name"], None)
-            if handle is None:
-                raise AssertionError(f"DUT has no port {port['name']} (manifest.json lists it)")
-            if len(handle) != port["width"]:
-                raise AssertionError(f"DUT port {port['name']} is {len(handle)} bits wide, "
-                                     f"manifest.json says {port['width']}")
+        check_ports(self.dut, self.manifest)
 
     # ---- streams and reset ------------------------------------------------------------------
     def _pause(self, kind: str, stream: str):

@@ -44,7 +44,7 @@ from cocotb.utils import get_sim_time
 
 from fp8mac.model.config import MacConfig
 from fp8mac.model.gemm import mac_gemm
-from fp8mac.sim.accel_bench import MANIFEST_ENV, _source_digest, design_name, load_manifest
+from fp8mac.sim.accel_bench import MANIFEST_ENV, _source_digest, check_ports, design_name, load_manifest
 from fp8mac.sim.axis import Lockstep, StreamDriver, StreamSink
 from fp8mac.sim.pause import PAUSES, pause_generator, stream_rng
 from fp8mac.sim.scoreboard import ScoreboardMismatch, describe_code
@@ -458,13 +458,7 @@ class EngineBench:
         dut.rst.value = 1
 
     def _check_ports(self):
-        for port in self.manifest["ports"]:
-            handle = getattr(self.dut, port["name"], None)
-            if handle is None:
-                raise AssertionError(f"DUT has no port {port['name']} (manifest.json lists it)")
-            if len(handle) != port["width"]:
-                raise AssertionError(f"DUT port {port['name']} is {len(handle)} bits wide, "
-                                     f"manifest.json says {port['width']}")
+        check_ports(self.dut, self.manifest)
 
     def _idle_inputs(self):
         """Every input port of the manifest low (``WSTRB`` all ones)."""

@@ -18,18 +18,7 @@ import numpy as np
 from fp8mac.sim.engine_bench import EngineBench, EngineMismatch
 from fp8mac.sim.engine_step import PHASES, UPDATES
 from fp8mac.sim.runner import record_metric, test_seed
-from fp8mac.sim.tiler import assemble, pack_lanes
-
-
-def result_words(codes, config):
-    """An M x N matrix of accumulator codes as C-buffer words (the result layout)."""
-    R, C = config.rows, config.cols
-    m, n = codes.shape
-    tm, tn = -(-m // R), -(-n // C)
-    padded = np.zeros((tm * R, tn * C), np.int64)
-    padded[:m, :n] = codes
-    rows = padded.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn * R, C)
-    return pack_lanes(rows, config.acc_format.width)
+from fp8mac.sim.tiler import assemble, result_words
 
 
 @cocotb.test()

@@ -18,7 +18,7 @@ import numpy as np
 
 from fp8mac.model.config import MacConfig
 
-__all__ = ["Tile", "pack_lanes", "unpack_lanes", "tiles", "assemble"]
+__all__ = ["Tile", "pack_lanes", "unpack_lanes", "tiles", "assemble", "result_words"]
 
 
 def pack_lanes(codes, width: int) -> list[int]:
@@ -95,3 +95,17 @@ def assemble(result_beats, m: int, n: int, config: MacConfig) -> np.ndarray:
         ti, tj = divmod(t, tn)
         out[ti * R:(ti + 1) * R, tj * C:(tj + 1) * C] = rows[t * R:(t + 1) * R]
     return out[:m, :n]
+
+
+def result_words(codes, config: MacConfig) -> list[int]:
+    """An ``m x n`` matrix of accumulator codes as the result beats :func:`assemble` reads (tile
+    after tile in row-major order, a beat per tile row, lane c = column c, padding lanes 0): the
+    layout of the layer engine's C buffer, where its master weights live too."""
+    R, C = config.rows, config.cols
+    codes = np.asarray(codes, dtype=np.int64)
+    m, n = codes.shape
+    tm, tn = -(-m // R), -(-n // C)
+    padded = np.zeros((tm * R, tn * C), np.int64)
+    padded[:m, :n] = codes
+    rows = padded.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn * R, C)
+    return pack_lanes(rows, config.acc_format.width)

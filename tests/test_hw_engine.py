@@ -10,7 +10,8 @@ from amaranth.sim import Simulator
 from fp8mac.hw.engine import CTRL_BITS, ERRORS, REGISTERS, STATUS_BITS, Engine, EngineConfig
 from fp8mac.model.config import MacConfig
 from fp8mac.model.gemm import mac_gemm
-from fp8mac.sim.tiler import assemble, tiles
+from fp8mac.sim.engine_bench import operand_words
+from fp8mac.sim.tiler import assemble, result_words
 
 
 class Host:
@@ -91,16 +92,6 @@ def run(dut, body):
 
     sim.add_testbench(tb)
     sim.run()
-
-
-def operand_words(a, b, config):
-    """The A and B buffer words of a GEMM: each tile row's A beats once, each tile column's B
-    beats once (tiler order)."""
-    ts = tiles(a, b, config)
-    tn = -(-b.shape[1] // config.cols)
-    a_words = [w for t in ts if t.tile_col == 0 for w in t.a_beats]
-    b_words = [w for t in ts[:tn] for w in t.b_beats]
-    return a_words, b_words
 
 
 @pytest.mark.parametrize("fields, shape", [
@@ -209,20 +200,6 @@ def test_engine_error_flags():
 
     run(dut, body)
     assert set(seen) == {"k0", "a", "b", "c", "base", "fmt", "fmt_b", "load", "read0", "read"}
-
-
-def result_words(codes, config):
-    """An M x N matrix of accumulator codes in the C buffer's result layout (tile after tile in
-    row-major order, a word per tile row r, lane c = column c; padding lanes 0)."""
-    from fp8mac.sim.tiler import pack_lanes
-
-    R, C = config.rows, config.cols
-    m, n = codes.shape
-    tm, tn = -(-m // R), -(-n // C)
-    padded = np.zeros((tm * R, tn * C), np.int64)
-    padded[:m, :n] = codes
-    rows = padded.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn * R, C)
-    return pack_lanes(rows, config.acc_format.width)
 
 
 @pytest.mark.parametrize("mode", ["stochastic", "nearest"])

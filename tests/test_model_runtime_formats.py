@@ -50,7 +50,7 @@ def reference_tiles(a, b, config, pairs):
     every earlier tile has advanced the random streams (the same GEMM with the earlier tiles'
     operands zeroed: draws do not depend on data)."""
     R, C = config.rows, config.cols
-    tm, tn = -(-a.shape[0] // R), -(-b.shape[1] // C)
+    tn = -(-b.shape[1] // C)
     out = np.zeros((a.shape[0], b.shape[1]), np.int64)
     for t, (fa, fb) in enumerate(pairs):
         ti, tj = divmod(t, tn)
