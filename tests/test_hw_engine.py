@@ -317,3 +317,36 @@ def test_done_low_while_a_command_is_checked_then_restored_if_refused():
     run(Engine(config, EngineConfig(a_words=8, b_words=8, c_words=8)), body)
     assert trace == [("first", 1), ("checking", 0), ("refused", {"ERR_A_RANGE", "ERR_B_RANGE"}, 1),
                      ("running", 0), ("second", set(), 1)]
+
+
+def test_loads_while_a_gemm_runs(seed):
+    """Double buffering: the next GEMM's operands are loaded into other buffer words while a GEMM
+    computes from the first ones; both GEMMs are the model's."""
+    config = MacConfig(rows=2, cols=2, chunk=4, inner_rounding="stochastic", rbits=4)
+    rng = np.random.default_rng(seed)
+    fin = config.in_format
+    finite = np.flatnonzero(np.isfinite(fin.decode(np.arange(256))))
+    (m, k, n) = (3, 12, 4)
+    gemms = [(rng.choice(finite, (m, k)), rng.choice(finite, (k, n))) for _ in range(2)]
+    got, overlapped = [], []
+
+    async def body(host):
+        words = [operand_words(a, b, config) for a, b in gemms]
+        await host.load("a", words[0][0], 0)
+        await host.load("b", words[0][1], 0)
+        await host.gemm(m, n, k, c_base=0)
+        # while it runs: the second GEMM's words after the first's
+        await host.load("a", words[1][0], 32)
+        await host.load("b", words[1][1], 32)
+        overlapped.append(host.ctx.get(host.dut.done) == 0)        # the first was still running
+        await host.wait_done()
+        got.append(assemble(await host.read_c(0, 8), m, n, config))
+        await host.gemm(m, n, k, a_base=32, b_base=32, c_base=8)
+        await host.wait_done()
+        assert flags(await host.read("STATUS")) == set()
+        got.append(assemble(await host.read_c(8, 8), m, n, config))
+
+    run(Engine(config, EngineConfig(a_words=64, b_words=64, c_words=16)), body)
+    assert overlapped == [True], "the loads did not overlap the GEMM: make it longer"
+    for g, (a, b) in enumerate(gemms):
+        np.testing.assert_array_equal(got[g], mac_gemm(a, b, config), err_msg=f"GEMM {g}, FP8MAC_SEED={seed}")
