@@ -134,10 +134,9 @@ def check_ports(dut, manifest: dict):
                                  f"manifest.json says {port['width']}")
 
 
-def expected_tiles(a_codes, b_codes, config: MacConfig) -> np.ndarray:
-    """The model's result codes in stream order, ``(tiles, rows, cols)``: tile t's row r is result
-    beat ``t * rows + r``. Padding lanes hold the model's results on the +0 padding operands that
-    :func:`~fp8mac.sim.tiler.tiles` sends."""
+def padded_expected(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+    """The model's codes of the whole padded result, ``ceil(M/rows)*rows x ceil(N/cols)*cols``:
+    the hardware computes the padding lanes too (on +0 operands), and they are checked."""
     a = np.asarray(a_codes, dtype=np.int64)
     b = np.asarray(b_codes, dtype=np.int64)
     R, C = config.rows, config.cols
@@ -146,7 +145,16 @@ def expected_tiles(a_codes, b_codes, config: MacConfig) -> np.ndarray:
     ap[:a.shape[0]] = a
     bp = np.zeros((b.shape[0], tn * C), np.int64)
     bp[:, :b.shape[1]] = b
-    out = mac_gemm(ap, bp, config).astype(np.int64)
+    return mac_gemm(ap, bp, config).astype(np.int64)
+
+
+def expected_tiles(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+    """The model's result codes in stream order, ``(tiles, rows, cols)``: tile t's row r is result
+    beat ``t * rows + r``. Padding lanes hold the model's results on the +0 padding operands that
+    :func:`~fp8mac.sim.tiler.tiles` sends."""
+    out = padded_expected(a_codes, b_codes, config)
+    R, C = config.rows, config.cols
+    tm, tn = out.shape[0] // R, out.shape[1] // C
     return out.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn, R, C)
 
 

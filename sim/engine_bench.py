@@ -43,8 +43,8 @@ from cocotb.triggers import First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from fp8mac.model.config import MacConfig
-from fp8mac.model.gemm import mac_gemm
-from fp8mac.sim.accel_bench import MANIFEST_ENV, _source_digest, check_ports, design_name, load_manifest
+from fp8mac.sim.accel_bench import (MANIFEST_ENV, _source_digest, check_ports, design_name, load_manifest,
+                                    padded_expected)
 from fp8mac.sim.axis import Lockstep, StreamDriver, StreamSink
 from fp8mac.sim.pause import PAUSES, pause_generator, stream_rng
 from fp8mac.sim.scoreboard import ScoreboardMismatch, describe_code
@@ -85,20 +85,6 @@ def operand_words(a_codes, b_codes, config: MacConfig) -> tuple[list[int], list[
 def result_rows(m: int, n: int, config: MacConfig) -> int:
     """C words an ``m x n`` result takes: ``rows`` per tile."""
     return -(-m // config.rows) * -(-n // config.cols) * config.rows
-
-
-def padded_expected(a_codes, b_codes, config: MacConfig) -> np.ndarray:
-    """The model's codes of the whole padded result, ``ceil(M/rows)*rows x ceil(N/cols)*cols``:
-    the engine computes the padding lanes too (on +0 operands), and they are checked."""
-    a = np.asarray(a_codes, dtype=np.int64)
-    b = np.asarray(b_codes, dtype=np.int64)
-    R, C = config.rows, config.cols
-    tm, tn = -(-a.shape[0] // R), -(-b.shape[1] // C)
-    ap = np.zeros((tm * R, a.shape[1]), np.int64)
-    ap[:a.shape[0]] = a
-    bp = np.zeros((b.shape[0], tn * C), np.int64)
-    bp[:, :b.shape[1]] = b
-    return mac_gemm(ap, bp, config).astype(np.int64)
 
 
 def _words_to_padded(words, tm: int, tn: int, config: MacConfig) -> np.ndarray:
