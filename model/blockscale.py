@@ -74,7 +74,8 @@ from .lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, draw_sequences, 
 from .rounding import add_exact, check_rounding, mul_exact, pack, round_unpacked, sum_exact
 
 __all__ = ["BlockFormat", "BlockConfig", "BLOCK_FORMATS", "BLOCK_SIZES", "block_format", "block_dot",
-           "block_gemm", "quantize_blocks", "dequantize_blocks", "mx_scale_codes", "nvfp4_scale_codes"]
+           "block_gemm", "quantize_blocks", "quantize_tiles", "tile_block_scales", "dequantize_blocks",
+           "mx_scale_codes", "nvfp4_scale_codes"]
 
 BLOCK_SIZES = (16, 32)
 SCALE_ROUNDINGS = ("up", "nearest")
@@ -489,7 +490,31 @@ def nvfp4_scale_codes(amax, element="fp4_e2m1", scale="fp8_e4m3", rounding="up")
     return np.where(bad, fs.nan_code, code).astype(np.uint8)
 
 
-def quantize_blocks(x, fmt, axis=-1, rounding="nearest", rand=None, rbits=None, scale_rounding="up"):
+def _quantize_groups(groups, f: BlockFormat, rounding, rand, rbits, scale_rounding, gain):
+    """Element and scale codes of ``groups`` (float64, ``(..., G, n)``: G groups of n values, each
+    sharing one scale, padding zeros included), ``rand`` of the same shape or None."""
+    bad = ~np.isfinite(groups).all(axis=-1)
+    amax = np.where(bad, np.nan, np.abs(np.where(np.isfinite(groups), groups, 0.0)).max(axis=-1))
+    if f.scale == E8M0:
+        scodes = mx_scale_codes(amax, f.element)
+    else:
+        scodes = nvfp4_scale_codes(amax, f.element, f.scale, scale_rounding)
+    svals = f.scale.decode(scodes)
+    usable = ~bad & (svals > 0)  # zero scale: an all-zero group, its elements rounded unscaled
+    s = np.where(usable, svals, 1.0)[..., None]
+    vals = np.where(bad[..., None], 0.0, groups)
+    if gain != 1.0:
+        vals = vals * gain
+    return round_to_format(f.element, vals, s, rounding, rand, rbits), scodes
+
+
+def _check_gain(gain):
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (0 < gain <= 1):
+        raise ValueError(f"gain must be a number in (0, 1], not {gain!r}")
+    return float(gain)
+
+
+def quantize_blocks(x, fmt, axis=-1, rounding="nearest", rand=None, rbits=None, scale_rounding="up", gain=1.0):
     """Block-quantize float64 ``x`` along ``axis`` (the dot products' K axis: -1 for A, 0 for B)
     to ``(element codes, scale codes)`` (module docstring: the scale choice).
 
@@ -498,9 +523,18 @@ def quantize_blocks(x, fmt, axis=-1, rounding="nearest", rand=None, rbits=None, 
     elements: ``"nearest"`` or ``"stochastic"`` (``rand``: r-bit integers of ``x``'s shape) or
     ``"zero"``. ``scale_rounding``: NVFP4's E4M3 scale, ``"up"`` or ``"nearest"``. With no scale
     format, the elements are ``x`` rounded and the scales None.
+
+    ``gain`` (in (0, 1]): the scale is chosen from ``x`` as above, and the elements are
+    ``gain * x / scale`` rounded, so the codes represent ``gain * x`` (the caller divides the
+    result by ``gain``). Tseng et al.'s MXFP4 training (2025) quantizes gradients this way with
+    ``gain = 3/4`` and stochastic rounding: the OCP scale lets ``|x| / scale`` reach up to twice
+    2**emax_elem (8 for E2M1, whose largest value is 6), and 3/4 of that fits, so stochastic
+    rounding never clamps and stays unbiased. ``gain * x`` is computed in float64 (exact for
+    float32 data and gain 3/4).
     """
     f = block_format(fmt, "fmt")
     B = f.block
+    gain = _check_gain(gain)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 0:
         raise ValueError("x must have at least one axis")
@@ -510,26 +544,59 @@ def quantize_blocks(x, fmt, axis=-1, rounding="nearest", rand=None, rbits=None, 
     if rand is not None:
         rand = np.moveaxis(np.broadcast_to(rand, x.shape), axis, -1)
     if f.scale is None:
-        codes = round_to_format(f.element, np.moveaxis(x, axis, -1), 1.0, rounding, rand, rbits)
+        codes = round_to_format(f.element, np.moveaxis(x, axis, -1) * gain, 1.0, rounding, rand, rbits)
         return np.moveaxis(codes, -1, axis), None
     blocks, K = _blocks(x, B, axis)
-    bad = ~np.isfinite(blocks).all(axis=-1)
-    amax = np.where(bad, np.nan, np.abs(np.where(np.isfinite(blocks), blocks, 0.0)).max(axis=-1))
-    if f.scale == E8M0:
-        scodes = mx_scale_codes(amax, f.element)
-    else:
-        scodes = nvfp4_scale_codes(amax, f.element, f.scale, scale_rounding)
-    svals = f.scale.decode(scodes)
-    usable = ~bad & (svals > 0)  # zero scale: an all-zero block, its elements rounded unscaled
-    s = np.where(usable, svals, 1.0)[..., None]
-    vals = np.where(bad[..., None], 0.0, blocks)
     if rand is not None:
         rpad = np.zeros(blocks.shape[:-2] + (blocks.shape[-2] * B,), np.int64)
         rpad[..., :K] = rand
         rand = rpad.reshape(blocks.shape)
-    codes = round_to_format(f.element, vals, s, rounding, rand, rbits)
+    codes, scodes = _quantize_groups(blocks, f, rounding, rand, rbits, scale_rounding, gain)
     codes = codes.reshape(blocks.shape[:-2] + (-1,))[..., :K]
     return np.moveaxis(codes, -1, axis), np.moveaxis(scodes, -1, axis)
+
+
+def quantize_tiles(x, fmt, rounding="nearest", rand=None, rbits=None, scale_rounding="up", gain=1.0):
+    """Quantize a 2-D ``x`` with one scale per ``B x B`` tile (``B`` the block size): the
+    two-dimensional weight scaling of NVIDIA's NVFP4 training recipe ("Pretraining Large Language
+    Models with NVFP4", 2025: 16 x 16 blocks for weights), so that ``x`` and ``x.T`` are the same
+    codes and either can be a GEMM operand with its K along either axis. Returns ``(codes,
+    tile_scales)``, ``tile_scales`` of shape ``(ceil(rows / B), ceil(cols / B))``; the scale
+    choice and the elements as :func:`quantize_blocks` (edge tiles completed with zeros).
+    :func:`tile_block_scales` lays the tile scales out as one operand's block scales."""
+    f = block_format(fmt, "fmt")
+    if f.scale is None:
+        raise ValueError(f"fmt: tiles need a scale format; {f.label} has none (use quantize_blocks)")
+    B = f.block
+    gain = _check_gain(gain)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"x must be a non-empty 2-D array, got shape {x.shape}")
+    rounding, rand, rbits = check_rounding(rounding, rand, rbits, x.shape)
+    (m, n), tm, tn = x.shape, -(-x.shape[0] // B), -(-x.shape[1] // B)
+
+    def tiles(v, fill):
+        p = np.full((tm * B, tn * B), fill, dtype=v.dtype)
+        p[:m, :n] = v
+        return p.reshape(tm, B, tn, B).transpose(0, 2, 1, 3).reshape(tm, tn, B * B)
+
+    r = None if rand is None else tiles(np.broadcast_to(rand, x.shape).astype(np.int64), 0)
+    codes, scodes = _quantize_groups(tiles(x, 0.0), f, rounding, r, rbits, scale_rounding, gain)
+    codes = codes.reshape(tm, tn, B, B).transpose(0, 2, 1, 3).reshape(tm * B, tn * B)[:m, :n]
+    return codes, scodes
+
+
+def tile_block_scales(tile_scales, block: int, n: int, k_axis: int) -> np.ndarray:
+    """Block scales of an operand quantized in tiles (:func:`quantize_tiles`), in
+    :func:`block_gemm`'s layout: ``k_axis = 0`` for the tiled matrix itself as B (its rows are K:
+    ``ceil(K / B) x n`` scales, ``n`` its columns), ``k_axis = 1`` for its transpose as B (its
+    columns are K: ``ceil(K / B) x n`` scales, ``n`` its rows). For A operands, transpose the
+    result of the other orientation."""
+    t = np.asarray(tile_scales)
+    if k_axis not in (0, 1):
+        raise ValueError(f"k_axis must be 0 or 1, not {k_axis!r}")
+    t = t if k_axis == 0 else t.T
+    return np.repeat(t, block, axis=1)[:, :n]
 
 
 def dequantize_blocks(codes, scales, fmt, axis=-1) -> np.ndarray:

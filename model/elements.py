@@ -16,6 +16,11 @@ Two kinds of format live here:
   ``kind="int"``
       two's complement integers of ``width`` bits times ``2**-frac_bits``: ``int4`` (-8 .. 7, as
       ml_dtypes' ``int4``).
+  ``kind="uint"``
+      unsigned integers ``0 .. 2**width - 1`` times ``2**-frac_bits``: ``uint4`` (0 .. 15, as
+      ml_dtypes' ``uint4``), the unsigned 4-bit activations of PACT (Choi et al. 2018), which
+      Sun et al. 2020 pair with radix-4 gradients: after a ReLU an activation has no sign to spend
+      a bit on. No negative values and no -0 (``encode`` refuses negative values).
   ``kind="sign_magnitude"``
       sign bit, then ``width - 1`` magnitude bits, times ``2**-frac_bits``. ``fp4_e1m2`` is E1M2
       with bias 1 (exponent of the largest normal 0, as Huawei CANN's MX quantizer tables give
@@ -60,7 +65,8 @@ this rule rounds between 0 and the smallest normal). Out of range the
 rule clamps: a magnitude at or above the largest becomes the largest (OCP MX: "clamping normal
 numbers"), even for formats with infinities; one below the smallest non-zero magnitude of a
 format without zero (E8M0) becomes the smallest. Signs are kept: a negative value that rounds to
-zero is -0 where the format has -0 (INT4 has not: +0).
+zero is -0 where the format has -0 (INT4 has not: +0). An unsigned integer format (UINT4) takes
+every negative value, -0 included, to 0, its nearest value.
 
 Every decision is exact: ``a`` is a float64, the grid values (times a scale of at most 8
 significant bits) are exact float64 values, ``a - lo`` and ``hi - lo`` are exact (``lo`` has at
@@ -82,7 +88,7 @@ from .rounding import check_rounding
 __all__ = ["GridFormat", "GRID_KINDS", "ELEMENT_FORMATS", "SCALE_FORMATS", "E8M0", "element_format",
            "scale_format", "round_to_format", "two_phase_round", "format_emax", "format_values"]
 
-GRID_KINDS = ("int", "sign_magnitude", "radix4", "e8m0")
+GRID_KINDS = ("int", "uint", "sign_magnitude", "radix4", "e8m0")
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,13 @@ class GridFormat:
 
     Parameters
     ----------
-    kind : {"int", "sign_magnitude", "radix4", "e8m0"}
+    kind : {"int", "uint", "sign_magnitude", "radix4", "e8m0"}
     width : int
-        Code width in bits: 2..8 (``int``, ``sign_magnitude``), 3..8 (``radix4``), 8 (``e8m0``).
+        Code width in bits: 2..8 (``int``, ``uint``, ``sign_magnitude``), 3..8 (``radix4``), 8
+        (``e8m0``).
     frac_bits : int
-        ``int`` and ``sign_magnitude`` only: the integer is scaled by ``2**-frac_bits`` (-32..32).
+        ``int``, ``uint`` and ``sign_magnitude`` only: the integer is scaled by ``2**-frac_bits``
+        (-32..32).
     bias : int or None
         ``radix4``: exponent bias, 0 .. 2**(width-1) - 1 (default ``2**(width - 2) - 1``, 3 for
         4 bits); ``e8m0``: 127 (the default; no other). None for the other kinds.
@@ -121,13 +129,13 @@ class GridFormat:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.kind not in GRID_KINDS:
             raise ValueError(f"kind must be one of {', '.join(GRID_KINDS)}, not {self.kind!r}")
-        lo = {"int": 2, "sign_magnitude": 2, "radix4": 3, "e8m0": 8}[self.kind]
+        lo = {"int": 2, "uint": 2, "sign_magnitude": 2, "radix4": 3, "e8m0": 8}[self.kind]
         hi = 8
         set_("width", _int("width", self.width, lo, hi))
-        if self.kind in ("int", "sign_magnitude"):
+        if self.kind in ("int", "uint", "sign_magnitude"):
             set_("frac_bits", _int("frac_bits", self.frac_bits, -32, 32))
         elif self.frac_bits != 0:
-            raise ValueError(f"frac_bits applies to kinds int and sign_magnitude only, not {self.kind!r}")
+            raise ValueError(f"frac_bits applies to kinds int, uint and sign_magnitude only, not {self.kind!r}")
         if self.kind == "radix4":
             bias = (1 << (self.width - 2)) - 1 if self.bias is None else self.bias
             set_("bias", _int("bias", bias, 0, (1 << (self.width - 1)) - 1))
@@ -158,7 +166,7 @@ class GridFormat:
 
     @property
     def signed(self) -> bool:
-        return self.kind != "e8m0"
+        return self.kind not in ("uint", "e8m0")
 
     @property
     def nan_code(self) -> int:
@@ -194,7 +202,8 @@ class GridFormat:
     def label(self) -> str:
         if self.name:
             return self.name
-        extra = {"int": f"frac_bits={self.frac_bits}", "sign_magnitude": f"frac_bits={self.frac_bits}",
+        extra = {"int": f"frac_bits={self.frac_bits}", "uint": f"frac_bits={self.frac_bits}",
+                 "sign_magnitude": f"frac_bits={self.frac_bits}",
                  "radix4": f"bias={self.bias},phase={self.phase}", "e8m0": "bias=127"}[self.kind]
         return f"{self.kind}_w{self.width}({extra})"
 
@@ -238,6 +247,8 @@ def _grid_table(fmt: GridFormat) -> Unpacked:
         if fmt.kind == "int":
             v = c - n if c >= n // 2 else c
             sign[c], sig[c], exp[c] = int(v < 0), abs(v), -fmt.frac_bits
+        elif fmt.kind == "uint":
+            sig[c], exp[c] = c, -fmt.frac_bits
         elif fmt.kind == "sign_magnitude":
             sign[c], sig[c], exp[c] = c >> (fmt.width - 1), c & (n // 2 - 1), -fmt.frac_bits
         elif fmt.kind == "radix4":
@@ -266,6 +277,7 @@ ELEMENT_FORMATS: dict[str, FloatFormat | GridFormat] = {
         FloatFormat(2, 3, 1, "none", name="fp6_e2m3"),  # OCP MX FP6: max 7.5
         GridFormat("sign_magnitude", 4, frac_bits=2, name="fp4_e1m2"),  # E1M2, bias 1: 0 .. 1.75
         GridFormat("int", 4, name="int4"),  # -8 .. 7
+        GridFormat("uint", 4, name="uint4"),  # 0 .. 15 (PACT's unsigned activations)
         GridFormat("radix4", 4, name="fp4_r4"),  # Sun et al. 2020, even phase: +-4**(f-3)
         GridFormat("radix4", 4, phase=1, name="fp4_r4_odd"),  # odd phase: +-2 * 4**(f-3)
         FORMATS["fp8_e4m3"],  # MXFP8 elements
@@ -398,7 +410,8 @@ def round_to_format(fmt, values, scale=1.0, rounding="nearest", rand=None, rbits
     values ``v``; no division is rounded). ``rounding``: ``"nearest"``, ``"zero"``,
     ``"stochastic"`` (``rand``: r-bit integers broadcasting with ``values``) or ``"up"`` (away from
     zero: the smallest magnitude at or above, used to choose NVFP4 scales). NaN becomes the
-    format's NaN (ValueError where it has none); infinities and out-of-range magnitudes clamp.
+    format's NaN (ValueError where it has none); infinities and out-of-range magnitudes clamp;
+    negative values are a ValueError in E8M0 and 0 in an unsigned integer format.
     """
     if isinstance(fmt, str):
         fmt = element_format(fmt, "fmt") if fmt in ELEMENT_FORMATS or fmt in FORMATS else scale_format(fmt, "fmt")
@@ -417,8 +430,11 @@ def round_to_format(fmt, values, scale=1.0, rounding="nearest", rand=None, rbits
     if nan.any() and not fmt.has_nan:
         raise ValueError(f"values: NaN cannot be encoded in format {fmt.label} (it has no NaN)")
     neg_side = np.signbit(v) & ~nan
+    clamp_to_zero = None
     if neg is None and neg_side.any():
-        raise ValueError(f"values: format {fmt.label} is unsigned; got a negative value")
+        if not (isinstance(fmt, GridFormat) and fmt.kind == "uint"):
+            raise ValueError(f"values: format {fmt.label} is unsigned; got a negative value")
+        clamp_to_zero, neg_side = neg_side, np.zeros(shape, bool)  # -0 and below: 0, the nearest value
     a = np.abs(np.where(nan, 0.0, v))
     out = np.zeros(shape, np.int64)
     for side, grid in ((~neg_side, pos), (neg_side, neg)):
@@ -426,6 +442,8 @@ def round_to_format(fmt, values, scale=1.0, rounding="nearest", rand=None, rbits
             continue
         r = None if rand is None else np.broadcast_to(rand, shape)[side]
         out[side] = _round_side(grid, a[side], s[side], rounding, r, rbits)
+    if clamp_to_zero is not None:
+        out[clamp_to_zero] = 0
     if nan.any():
         out = np.where(nan, fmt.nan_code, out)
     return out.astype(fmt.code_dtype)

@@ -28,7 +28,8 @@ import fraction_ref as ref
 from test_model_gemm import BitSerialLfsr, reference_stream_seed
 from fp8mac.model import FORMATS, FloatFormat, MacConfig, mac_gemm
 from fp8mac.model.blockscale import (BLOCK_FORMATS, BlockConfig, BlockFormat, block_dot, block_format, block_gemm,
-                                     dequantize_blocks, mx_scale_codes, nvfp4_scale_codes, quantize_blocks)
+                                     dequantize_blocks, mx_scale_codes, nvfp4_scale_codes, quantize_blocks,
+                                     quantize_tiles, tile_block_scales)
 from fp8mac.model.elements import (E8M0, ELEMENT_FORMATS, SCALE_FORMATS, GridFormat, element_format, round_to_format,
                                    scale_format, two_phase_round)
 
@@ -53,6 +54,8 @@ def ref_decode(fmt, code: int) -> ref.Value:
     if fmt.kind == "int":  # two's complement
         v = code - (1 << w) if code >> (w - 1) else code
         return ref.Value("num", int(v < 0), abs(Fraction(v)) * _pow2(-fmt.frac_bits))
+    if fmt.kind == "uint":
+        return ref.Value("num", 0, Fraction(code) * _pow2(-fmt.frac_bits))
     if fmt.kind == "e8m0":
         return ref.NAN if code == 0xFF else ref.Value("num", 0, _pow2(code - 127))
     sign = code >> (w - 1)
@@ -111,6 +114,8 @@ def ref_grid(fmt, sign: int):
 def ref_round(fmt, x: Fraction, negative: bool, rounding: str, rand=None, rbits=None, scale=Fraction(1)) -> int:
     """The rounding rule of model/elements.py on the exact value ``x / scale`` (``x`` >= 0 the
     magnitude, ``negative`` its sign), written out with Fractions over the list of values."""
+    if negative and isinstance(fmt, GridFormat) and fmt.kind == "uint":
+        return 0  # unsigned integers: every negative value (and -0) goes to 0, its nearest value
     grid = ref_grid(fmt, int(negative))
     mags = [m for m, _ in grid]
     codes = [c for _, c in grid]
@@ -166,6 +171,7 @@ ELEMENT_TABLE = [
     ("fp6_e2m3", 6, 7.5, 0.125, 2, 0x08, 0),
     ("fp4_e1m2", 4, 1.75, 0.25, 0, 0x4, 0),
     ("int4", 4, 7.0, 1.0, 2, 0x1, 0),
+    ("uint4", 4, 15.0, 1.0, 3, 0x1, 0),
     ("fp4_r4", 4, 256.0, 1 / 16, 8, 0x3, 0),
     ("fp4_r4_odd", 4, 512.0, 1 / 8, 9, None, 0),
     ("fp8_e4m3", 8, 448.0, 2.0 ** -9, 8, 0x38, 2),
@@ -192,7 +198,7 @@ def test_format_registries():
     assert list(EF) == [r[0] for r in ELEMENT_TABLE]
     assert set(SCALE_FORMATS) == {"e8m0", "fp8_e4m3"} and scale_format("e8m0") is E8M0
     # the new element formats are not operand presets of the generator: FORMATS is unchanged
-    assert not {"fp4_e2m1", "fp6_e3m2", "fp6_e2m3", "fp4_e1m2", "int4", "fp4_r4", "e8m0"} & set(FORMATS)
+    assert not {"fp4_e2m1", "fp6_e3m2", "fp6_e2m3", "fp4_e1m2", "int4", "uint4", "fp4_r4", "e8m0"} & set(FORMATS)
     assert E8M0.decode(127) == 1.0 and E8M0.max_value == 2.0 ** 127 and E8M0.min_value == 2.0 ** -127
     assert np.isnan(E8M0.decode(255)) and E8M0.emax == 127
     assert element_format("fp8_e4m3_b11") is FORMATS["fp8_e4m3_b11"]  # every 8-bit preset is an element
@@ -205,6 +211,7 @@ CUSTOM_GRIDS = [
     GridFormat("radix4", 3),
     GridFormat("int", 3, frac_bits=1),
     GridFormat("int", 8, frac_bits=-2),
+    GridFormat("uint", 3, frac_bits=2),
     GridFormat("sign_magnitude", 6, frac_bits=-3),
 ]
 ALL_FORMATS = list(EF.values()) + [E8M0] + CUSTOM_GRIDS
@@ -226,7 +233,8 @@ def test_decode_every_code_against_fraction_reference(fmt):
 
 
 ML_DTYPES = [("fp4_e2m1", ml_dtypes.float4_e2m1fn), ("fp6_e2m3", ml_dtypes.float6_e2m3fn),
-             ("fp6_e3m2", ml_dtypes.float6_e3m2fn), ("e8m0", ml_dtypes.float8_e8m0fnu), ("int4", ml_dtypes.int4)]
+             ("fp6_e3m2", ml_dtypes.float6_e3m2fn), ("e8m0", ml_dtypes.float8_e8m0fnu), ("int4", ml_dtypes.int4),
+             ("uint4", ml_dtypes.uint4)]
 
 
 @pytest.mark.parametrize("name,dtype", ML_DTYPES, ids=[m[0] for m in ML_DTYPES])
@@ -276,6 +284,8 @@ def test_encode_against_fraction_reference(fmt, mode, rng):
     assert not bad.size, f"{fmt.label} {mode}: {bad.size} mismatches, e.g. x={x[bad[:3]]} got {got[bad[:3]]} want {np.array(want)[bad[:3]]}"
     vals = np.abs(fmt.decode(got))
     assert np.any(vals == fmt.max_value) and np.any(np.abs(x) > fmt.max_value)  # saturation reached
+    if isinstance(fmt, GridFormat) and fmt.kind == "uint":
+        assert np.all(got[np.signbit(x)] == 0) and np.signbit(x).sum() > 100
 
 
 def test_encode_ties_go_to_the_even_code():
@@ -350,6 +360,16 @@ def test_int4_against_ml_dtypes_and_numpy(rng):
     trunc = x.astype(np.float32).astype(ml_dtypes.int4).astype(np.int64)  # a C cast: truncation
     np.testing.assert_array_equal(i4.decode(i4.encode(x, "zero")), trunc)
     np.testing.assert_array_equal(i4.decode(i4.encode(x)), np.clip(np.round(x), -8, 7))  # ties to even
+
+
+def test_uint4_against_ml_dtypes_and_numpy(rng):
+    u4 = EF["uint4"]
+    x = rng.uniform(0, 15.99, 50_000).astype(np.float32).astype(np.float64)
+    x = np.concatenate([x, np.arange(0, 16) + 0.5])
+    trunc = x.astype(np.float32).astype(ml_dtypes.uint4).astype(np.int64)  # a C cast: truncation
+    np.testing.assert_array_equal(u4.decode(u4.encode(x, "zero")), trunc)
+    np.testing.assert_array_equal(u4.decode(u4.encode(x)), np.clip(np.round(x), 0, 15))  # ties to even
+    assert list(u4.encode([-0.0, -3.0, -np.inf, np.inf, 0.49])) == [0, 0, 0, 15, 0]  # negatives: 0
 
 
 # ---- round_to_format: the same rule as FloatFormat.encode, and with scales --------------------------------
@@ -493,18 +513,29 @@ def test_nvfp4_scales_against_fraction_reference(scale_rounding, rng):
         assert np.all(E4M3.decode(got[amax <= 6 * 448]) * 6 >= amax[amax <= 6 * 448])
 
 
+@pytest.mark.parametrize("gain", [1.0, 0.75])
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 @pytest.mark.parametrize("name", ["nvfp4", "mxfp4"])
-def test_block_quantization_elements_against_fraction_reference(name, rounding, rng):
-    """Each element is x / scale rounded exactly (an E4M3 scale is not a power of two: the quotient
-    is never rounded first), by the rounding rule; stochastic bits from the caller."""
+def test_block_quantization_elements_against_fraction_reference(name, rounding, gain, rng):
+    """Each element is gain * x / scale rounded exactly (an E4M3 scale is not a power of two: the
+    quotient is never rounded first), by the rounding rule, the scale chosen from x alone;
+    stochastic bits from the caller. With gain 3/4 (Tseng et al.'s MXFP4 gradients) no MX element
+    reaches E2M1's clamp."""
     fmt = BLOCK_FORMATS[name]
     B = fmt.block
     x = random_blocks(rng, 60, 2 * B).reshape(120, B)
     x = x.T  # blocks along axis 0 (B's layout): 120 columns of one block each
     rbits = 8 if rounding == "stochastic" else None
     rand = rng.integers(0, 256, x.shape) if rbits else None
-    codes, scales = quantize_blocks(x, fmt, axis=0, rounding=rounding, rand=rand, rbits=rbits)
+    codes, scales = quantize_blocks(x, fmt, axis=0, rounding=rounding, rand=rand, rbits=rbits, gain=gain)
+    if gain == 1.0:
+        assert np.array_equal(scales, quantize_blocks(x, fmt, axis=0)[1])
+    else:
+        assert np.array_equal(scales, quantize_blocks(x, fmt, axis=0, gain=1.0)[1])  # from x, not 3x/4
+    if gain != 1.0 and name == "mxfp4":  # (NVFP4's scales clamp at 448 on some of these blocks)
+        sv = fmt.scale.decode(scales[0])
+        ok = sv > 0
+        assert np.all(np.abs(x[:, ok]) * 0.75 / sv[ok] <= 6.0)
     assert codes.shape == x.shape and scales.shape == (1, 120)
     for j in range(120):
         s = ref_decode(fmt.scale, int(scales[0, j]))
@@ -513,7 +544,7 @@ def test_block_quantization_elements_against_fraction_reference(name, rounding, 
             continue
         for i in range(B):
             v = x[i, j]
-            want = ref_round(fmt.element, abs(Fraction(float(v))), bool(np.signbit(v)), rounding,
+            want = ref_round(fmt.element, abs(Fraction(float(v))) * Fraction(gain), bool(np.signbit(v)), rounding,
                              None if rand is None else int(rand[i, j]), rbits, s.mag)
             assert codes[i, j] == want, (i, j, v, s)
     if name == "nvfp4":
@@ -523,6 +554,55 @@ def test_block_quantization_elements_against_fraction_reference(name, rounding, 
 
 def E2M1_values(codes):
     return EF["fp4_e2m1"].decode(codes)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_tile_quantization_against_fraction_reference(rounding, rng):
+    """NVFP4's 2-D weight scaling: one E4M3 scale per 16 x 16 tile (amax / 6 rounded up), each
+    element rounded exactly by the tile's scale; edge tiles completed with zeros; the transpose
+    gives the transposed codes and scales (W and W^T are one set of codes)."""
+    x = random_blocks(rng, 40, 24)  # 3 x 2 tiles, the last row and column of tiles partial
+    x[:16, :16] = 0.0  # an all-zero tile: scale 0, elements rounded unscaled (zeros)
+    rbits = 8 if rounding == "stochastic" else None
+    rand = rng.integers(0, 256, x.shape) if rbits else None
+    codes, ts = quantize_tiles(x, "nvfp4", rounding, rand, rbits)
+    assert codes.shape == x.shape and ts.shape == (3, 2)
+    for ti in range(3):
+        for tj in range(2):
+            tile = x[16 * ti:16 * ti + 16, 16 * tj:16 * tj + 16]
+            assert ts[ti, tj] == nvfp4_scale_reference(float(np.abs(tile).max()), "up")
+    sv = E4M3.decode(ts)
+    for i in range(40):
+        for j in range(24):
+            s = Fraction(float(sv[i // 16, j // 16])) or Fraction(1)
+            want = ref_round(EF["fp4_e2m1"], abs(Fraction(float(x[i, j]))), bool(np.signbit(x[i, j])), rounding,
+                             None if rand is None else int(rand[i, j]), rbits, s)
+            assert codes[i, j] == want, (i, j)
+    ct, tst = quantize_tiles(x.T, "nvfp4", rounding, None if rand is None else rand.T, rbits)
+    assert np.array_equal(ct, codes.T) and np.array_equal(tst, ts.T)
+    with pytest.raises(ValueError, match="tiles need a scale"):
+        quantize_tiles(x, BlockFormat("int4", 16, None))
+
+
+def test_tile_scales_serve_both_orientations(rng):
+    """A tiled W as the B operand of X W (K = W's rows) and its transpose as the B operand of
+    dY W^T (K = W's columns): block_gemm with tile_block_scales computes the exact products of
+    the dequantized operands (checked against Fractions; an fp32 accumulator rounds these sums
+    exactly: every product is a multiple of 2**-30 below 2**12)."""
+    w = rng.standard_normal((40, 24))
+    wc, ts = quantize_tiles(w, "nvfp4")
+    wv = E2M1_values(wc) * np.repeat(np.repeat(E4M3.decode(ts), 16, 0), 16, 1)[:40, :24]
+    cfg = BlockConfig(MacConfig(rows=2, cols=2, acc_format="fp32", chunk=None), "nvfp4")
+    for a, b, bs in (((5, 40), wc, tile_block_scales(ts, 16, 24, 0)),
+                     ((5, 24), wc.T, tile_block_scales(ts, 16, 40, 1))):
+        x = rng.standard_normal(a)
+        xc, xs = quantize_blocks(x, "nvfp4", axis=-1)
+        got = FORMATS["fp32"].decode(block_gemm(xc, xs, b, bs, cfg))
+        xv = dequantize_blocks(xc, xs, "nvfp4")
+        wb = wv if b is wc else wv.T
+        exact = [[sum(Fraction(float(xv[i, k])) * Fraction(float(wb[k, j])) for k in range(a[1]))
+                  for j in range(wb.shape[1])] for i in range(a[0])]
+        np.testing.assert_array_equal(got, np.array(exact, dtype=np.float64))
 
 
 def test_quantization_of_ragged_axes_and_specials(rng):
