@@ -10,6 +10,7 @@ asserted.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from fp8mac.model.studies import bitwidth as bw
 from fp8mac.model.studies import train as tr
 from fp8mac.model.studies.cli import parse_int, parse_ints
 from fp8mac.model.studies.report import markdown_table
+
+import fraction_ref as ref
+from test_model_blockscale import ref_decode, ref_round
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -284,6 +288,139 @@ def test_long_k_weight_gradients_lose_more_without_chunking(monkeypatch, tmp_pat
     assert "where both see the same operands" in text
 
 
+# ---- train: block-scaled and 4-bit variants ------------------------------------------------------
+
+def _record_block_gemms(monkeypatch):
+    """Wrap the study's block_layer and the GEMMs under it: each block_layer call's inputs and
+    result, and how many GEMMs block_gemm and mac_gemm computed (with block_gemm's configs)."""
+    import fp8mac.model.layers as layers
+    from fp8mac.model.studies import lowbit
+
+    rec = dict(layers=[], block=[], mac=0)
+    real_layer, real_block, real_mac = lowbit.block_layer, lowbit.block_gemm, layers.mac_gemm
+
+    def block_layer(name, a, b, *args, **kw):
+        g = real_layer(name, a, b, *args, **kw)
+        rec["layers"].append(dict(name=name, a=np.array(a), b=np.array(b), g=g))
+        return g
+
+    def block_gemm(ca, sa, cb, sb, cfg):
+        rec["block"].append(cfg)
+        return real_block(ca, sa, cb, sb, cfg)
+
+    def mac_gemm(*args, **kw):
+        rec["mac"] += 1
+        return real_mac(*args, **kw)
+
+    monkeypatch.setattr(lowbit, "block_layer", block_layer)
+    monkeypatch.setattr(lowbit, "block_gemm", block_gemm)
+    monkeypatch.setattr(layers, "mac_gemm", mac_gemm)
+    return rec
+
+
+@pytest.mark.parametrize("variant, blocks, macs, formats", [
+    # one step of 100 images (layer 2: forward, weight gradient, backward), then the test set's forward
+    ("mxfp4", 4, 7, [("mxfp8_e4m3", "mxfp8_e4m3", "fp32"), ("mxfp4", "mxfp4", "fp32"),
+                     ("mxfp4", "mxfp4", "fp32"), ("mxfp8_e4m3", "mxfp8_e4m3", "fp32")]),
+    ("nvfp4", 4, 7, [("nvfp4", "nvfp4", "fp32")] * 4),
+    ("ibm4-all", 11, 0, [("int4/16", "int4/16", "fp16_ibm"), ("uint4/16", "int4/16", "fp16_ibm")]),
+])
+def test_block_variants_run_their_gemms_through_block_gemm(monkeypatch, variant, blocks, macs, formats):
+    """Every GEMM of a quantized layer is one block_gemm call with the recipe's block formats and
+    accumulator; the fp16_ibm first and last layers stay on mac_gemm (none with -all, where the
+    first layer's signed input is INT4 and the later activations UINT4)."""
+    rec = _record_block_gemms(monkeypatch)
+    run = tr.train_mlp(variant, seed=1, hidden=4, epochs=1, batch=100, train_limit=100)
+    assert len(rec["block"]) == len(rec["layers"]) == blocks and rec["mac"] == macs
+    got = [(c.a.label, c.b.label, c.mac.acc_format.name) for c in rec["block"]]
+    assert got[:len(formats)] == formats
+    assert {c.mac.chunk for c in rec["block"]} == {64}
+    assert 0 <= run.final <= 1 and len(run.gemm_error) == 1
+
+
+def _exact_value(fmt, code, scale_fmt=None, scale_code=None) -> Fraction:
+    """An element's exact value (times its block scale) from the formats' bit fields (the
+    blockscale tests' reference decoder), as a Fraction."""
+    v = ref_decode(fmt, int(code))
+    assert v.kind == "num"
+    x = -v.mag if v.sign else v.mag
+    if scale_fmt is not None:
+        s = ref_decode(scale_fmt, int(scale_code))
+        assert s.kind == "num" and s.sign == 0
+        x *= s.mag
+    return x
+
+
+@pytest.mark.parametrize("variant, name", [("mxfp4", "layer 2 wgrad"), ("nvfp4", "layer 2 bwd"),
+                                           ("ibm4", "layer 2 bwd")])
+def test_block_layer_is_the_exact_product_of_its_quantized_operands(monkeypatch, variant, name):
+    """One GEMM of a training step against an independent reference: the exact (Fraction) products
+    of its element codes times their block scales, decoded from the formats' bit fields, summed;
+    the GEMM's accumulator result lies within its roundings' bound of that sum (one rounding per
+    block and per chunk, each at most half an ulp of a partial sum: here 2**-(m+1) * (blocks +
+    chunks) * sum |products| with m the accumulator's mantissa bits), and the study's values are
+    those codes unscaled. A wrong operand, scale or unscale is off by far more."""
+    rec = _record_block_gemms(monkeypatch)
+    tr.train_mlp(variant, seed=1, hidden=4, epochs=1, batch=100, train_limit=100)
+    g = next(r["g"] for r in rec["layers"] if r["name"] == name)
+    cfg = g.config
+    (M, K), N = g.a_codes.shape, g.b_codes.shape[1]
+    B = cfg.block
+    A = [[_exact_value(cfg.a.element, g.a_codes[i, k], cfg.a.scale,
+                       None if g.a_scales is None else g.a_scales[i, k // B]) for k in range(K)] for i in range(M)]
+    Bm = [[_exact_value(cfg.b.element, g.b_codes[k, j], cfg.b.scale,
+                        None if g.b_scales is None else g.b_scales[k // B, j]) for j in range(N)] for k in range(K)]
+    facc = cfg.mac.acc_format
+    rounds = -(-K // B) + -(-K // cfg.mac.chunk)
+    for i in range(M):
+        for j in range(N):
+            exact = sum(A[i][k] * Bm[k][j] for k in range(K))
+            mag = sum(abs(A[i][k] * Bm[k][j]) for k in range(K))
+            v = ref.decode(facc, int(g.codes[i, j]))
+            got = -v.mag if v.sign else v.mag
+            assert abs(got - exact) <= Fraction(rounds, 2 ** (facc.man_bits + 1)) * mag, (i, j)
+    assert np.allclose(g.values, facc.decode(g.codes) / (g.scale_a * g.scale_b), rtol=1e-14, atol=0)
+    assert np.any(g.codes)
+
+
+def test_ibm4_two_phase_rounding_with_one_gradscale(monkeypatch):
+    """Sun et al.'s errors as the study quantizes them: layer 2's dY goes to the backward GEMM on
+    the odd radix-4 grid (2 * 4**k) and to the weight gradient on the even grid (4**k), both with
+    one per-layer power-of-two scale that puts max |dY| in (128, 256]; each element is the
+    nearest value of its grid (checked with Fractions); weights are INT4 within -7..7."""
+    rec = _record_block_gemms(monkeypatch)
+    tr.train_mlp("ibm4", seed=1, hidden=4, epochs=1, batch=100, train_limit=100)
+    bwd = next(r for r in rec["layers"] if r["name"] == "layer 2 bwd")
+    wgrad = next(r for r in rec["layers"] if r["name"] == "layer 2 wgrad")
+    d2 = bwd["a"]
+    assert np.array_equal(d2, wgrad["b"])  # one tensor, quantized twice
+    t_odd, t_even = 1 / bwd["g"].scale_a, 1 / wgrad["g"].scale_b
+    assert t_odd == t_even and math.log2(t_odd).is_integer()
+    assert 128 < np.abs(d2).max() / t_odd <= 256
+    from fp8mac.model.elements import ELEMENT_FORMATS as EF
+    for codes, fmt in ((bwd["g"].a_codes, EF["fp4_r4_odd"]), (wgrad["g"].b_codes, EF["fp4_r4"])):
+        want = [ref_round(fmt, abs(Fraction(float(x))), bool(np.signbit(x)), "nearest", scale=Fraction(t_odd))
+                for x in d2.ravel()]
+        assert np.array_equal(codes.ravel(), want)
+    w = EF["int4"].decode(bwd["g"].b_codes)
+    assert w.min() >= -7 and w.max() <= 7 and np.abs(w).max() == 7
+
+
+def test_train_4bit_cli_report(tmp_path, capsys):
+    """``--4bit`` writes train_4bit.md / .png with the recipes' sections (a tiny run)."""
+    out = tmp_path / "r"
+    assert main(["study", "train", "--4bit", "--variants", "fp32,ibm4,nvfp4-all", "--seeds", "0",
+                 "--hidden", "4", "--epochs", "1", "--batch", "719", "--jobs", "1", "--out", str(out)]) == 0
+    text = (out / "train_4bit.md").read_text()
+    assert (out / "train_4bit.png").read_bytes()[:8] == PNG
+    assert "--4bit" in text and "final training loss" in text
+    for heading in ("## Block-scaled and 4-bit recipes", "## GEMM error against FP32"):
+        assert heading in text
+    assert "| `ibm4` | layer 2: forward, backward, weight gradient | fp16_ibm, chunk 64 |" in text
+    assert "| `nvfp4-all` | layers 1-3: forward, backward, weight gradient | fp32, chunk 64 |" in text
+    assert "Sun et al." in text and "2509.25149" in text
+
+
 # ---- bitwidth ----------------------------------------------------------------------------------
 
 def test_vrr_model_matches_a_simulation_of_its_assumptions(rng):
@@ -370,6 +507,8 @@ def test_cli_writes_reports(tmp_path, capsys):
     (["train", "--noise-batch", "0"], "--noise-batch"),
     (["train", "--long", "--quick"], "--long"),
     (["train", "--variants", "fp32,hfp9"], "variants"),
+    (["train", "--variants", "mxfp5"], "variants"),
+    (["train", "--4bit", "--long"], "--4bit"),
     (["bitwidth", "--man-bits", "0"], "--man-bits"),
     (["bitwidth", "--man-bits", "4..30"], "--man-bits"),
     (["bitwidth", "--in-format", "fp16_ibm"], "in_format"),

@@ -98,13 +98,20 @@ def register(sub):
                                        "(golden model), plus ablations and HFP8; mean and spread "
                                        "over seeds, and the weight gradients' accumulation error. "
                                        "--long: full-batch steps (K = 1438 weight gradients), "
-                                       "written as train_long.md / .png.")
+                                       "written as train_long.md / .png; --4bit: block-scaled and "
+                                       "4-bit GEMMs (MXFP8, MXFP4, NVFP4, IBM 4-bit) through "
+                                       "block_gemm, written as train_4bit.md / .png.")
     _common(t, "--seeds")
     t.add_argument("--long", action="store_true",
                    help="full-batch case: FP32, fp8 and no-chunk, 100 steps of all 1438 images")
+    t.add_argument("--4bit", dest="four_bit", action="store_true",
+                   help="block-scaled and 4-bit case: FP32, fp8 and the variants mxfp8, mxfp4, nvfp4, "
+                        "ibm4 (layer 2) and mxfp4-all, nvfp4-all, ibm4-all (every layer)")
     t.add_argument("--variants", help="comma list of fp32, fp8, no-chunk, nearest-update, "
-                                      "fp8-edges, hfp8, hfp8-b11 (default all; --long: fp32, fp8, "
-                                      "no-chunk)")
+                                      "fp8-edges, hfp8, hfp8-b11, mxfp8, mxfp4, nvfp4, ibm4, "
+                                      "mxfp4-all, nvfp4-all, ibm4-all (default fp32 .. hfp8-b11; "
+                                      "--long: fp32, fp8, no-chunk; --4bit: fp32, fp8 and the "
+                                      "block-scaled and 4-bit ones)")
     t.add_argument("--hidden", help="hidden units per layer (default 32)")
     t.add_argument("--epochs", help="epochs (default 4; --long: 100 full-batch steps)")
     t.add_argument("--batch", help="batch size: K of the weight-gradient GEMMs (default 128; "
@@ -134,6 +141,8 @@ def _command(args, names):
         parts.append("--quick")
     if getattr(args, "long", False):
         parts.append("--long")
+    if getattr(args, "four_bit", False):
+        parts.append("--4bit")
     for n in names:
         v = getattr(args, n.replace("-", "_"), None)
         if v is not None:
@@ -187,12 +196,13 @@ def run_accumulation(args) -> int:
 
 
 def run_train(args) -> int:
-    from .train import DEFAULT, LONG, QUICK, TRAIN_IMAGES, run_train as run, write_train
+    from .train import DEFAULT, FOUR_BIT, LONG, QUICK, TRAIN_IMAGES, run_train as run, write_train
 
     t0 = time.perf_counter()
-    if args.quick and args.long:
-        raise ValueError("--quick and --long are two sizes: give one of them")
-    kw = dict(QUICK if args.quick else LONG if args.long else DEFAULT)
+    sizes = [f for f, on in (("--quick", args.quick), ("--long", args.long), ("--4bit", args.four_bit)) if on]
+    if len(sizes) > 1:
+        raise ValueError(f"{' and '.join(sizes)} are different sizes: give one of them")
+    kw = dict(QUICK if args.quick else LONG if args.long else FOUR_BIT if args.four_bit else DEFAULT)
     if args.seeds is not None:
         kw["seeds"] = parse_ints("--seeds", args.seeds, 0, (1 << 64) - 1)
     if args.variants is not None:
@@ -213,7 +223,7 @@ def run_train(args) -> int:
     result = run(jobs=_jobs(args), **kw)
     names = ["seeds", "variants", "hidden", "epochs", "batch", "lr", "chunk", "noise-batch", "out",
              "jobs"]
-    name = "train_long" if args.long else "train"
+    name = "train_long" if args.long else "train_4bit" if args.four_bit else "train"
     return _report(write_train(result, out, _command(args, names), name=name), t0)
 
 

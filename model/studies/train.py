@@ -67,11 +67,13 @@ from ..layers import gemm_layer
 from ..lfsr import Lfsr, stream_seed
 from ..update import sgd_update
 from ..workloads import load_digits
+from . import lowbit
 from .accumulation import check_int, check_jobs, check_seed
 from .report import Report, fmt_pct, fmt_sci, new_figure, save_figure, check_out_dir
 
 __all__ = ["Variant", "VARIANTS", "TrainRun", "TrainResult", "train_mlp", "run_train",
-           "write_train", "gemm_configs", "E4M3_B11", "DEFAULT", "QUICK", "LONG", "TRAIN_IMAGES"]
+           "write_train", "gemm_configs", "block_mac", "E4M3_B11", "DEFAULT", "QUICK", "LONG", "FOUR_BIT",
+           "TRAIN_IMAGES"]
 
 TRAIN_IMAGES = 1438
 """Training images of the fixed digits split: the largest batch, a full-batch step."""
@@ -102,6 +104,10 @@ LONG = dict(variants=("fp32", "fp8", "no-chunk"), seeds=(0, 1, 2), hidden=32, ep
 """``--long`` size: full-batch gradient descent (one step per epoch, 100 steps), so every
 weight-gradient GEMM is K = 1438 long; FP32, the paper's scheme and no chunking, and the sampling
 noise of a batch-128 gradient on the FP32 runs (about 10 minutes with one worker process)."""
+FOUR_BIT = dict(DEFAULT, variants=("fp32", "fp8", "mxfp8", "mxfp4", "nvfp4", "ibm4", "mxfp4-all",
+                                   "nvfp4-all", "ibm4-all"))
+"""``--4bit``: the default size with FP32, the paper's FP8 scheme and the block-scaled and 4-bit
+recipes of :mod:`.lowbit`, in the middle layer and in every layer (``-all``)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,9 @@ class Variant:
     fwd_format, err_format : str or FloatFormat
         The FP8 layers' formats of weights and activations (``fwd_format``) and of the error
         tensors ``dY`` (``err_format``); see :func:`gemm_configs`.
+    recipe : str or None
+        A block-scaled or 4-bit recipe of :data:`.lowbit.RECIPES`: the layers that are not
+        fp16_ibm (``edges16``) run their GEMMs by it, through ``block_gemm``.
     """
 
     key: str
@@ -132,6 +141,7 @@ class Variant:
     edges16: bool = True
     fwd_format: str | FloatFormat = "fp8_e5m2"
     err_format: str | FloatFormat = "fp8_e5m2"
+    recipe: str | None = None
 
 
 VARIANTS = {v.key: v for v in (
@@ -143,6 +153,13 @@ VARIANTS = {v.key: v for v in (
     Variant("hfp8", "HFP8: E4M3 weights/activations, E5M2 errors (else as FP8)",
             fwd_format="fp8_e4m3"),
     Variant("hfp8-b11", "HFP8 with E4M3 bias 11", fwd_format=E4M3_B11),
+    Variant("mxfp8", "MXFP8 (OCP MX: E4M3 weights/activations, E5M2 errors)", recipe="mxfp8"),
+    Variant("mxfp4", "MXFP4 backward (Tseng et al.: SR x3/4, RHT; MXFP8 forward)", recipe="mxfp4"),
+    Variant("nvfp4", "NVFP4 (NVIDIA: all GEMMs, SR errors, 2-D weights, RHT wgrad)", recipe="nvfp4"),
+    Variant("ibm4", "IBM 4-bit (Sun et al. 2020: INT4 w/x, radix-4 errors, TPR)", recipe="ibm4"),
+    Variant("mxfp4-all", "MXFP4 backward, every layer", recipe="mxfp4", edges16=False),
+    Variant("nvfp4-all", "NVFP4, every layer", recipe="nvfp4", edges16=False),
+    Variant("ibm4-all", "IBM 4-bit, every layer", recipe="ibm4", edges16=False),
 )}
 
 GEMMS = ("fwd", "bwd", "wgrad")
@@ -172,6 +189,22 @@ def gemm_configs(variant: Variant, chunk: int) -> list:
     return [edge, mid, edge]
 
 
+def block_mac(variant: Variant, chunk: int) -> MacConfig | None:
+    """The :class:`MacConfig` (accumulator, chunking; array defaults otherwise) of a recipe
+    variant's block GEMMs, seed 1; None for the other variants."""
+    if variant.recipe is None:
+        return None
+    acc = lowbit.RECIPES[variant.recipe].acc_format
+    return MacConfig(acc_format=acc, chunk=chunk if variant.chunk else None)
+
+
+def block_layers(variant: Variant) -> tuple:
+    """The layers (0, 1, 2) whose GEMMs a recipe variant runs by its recipe."""
+    if variant.recipe is None:
+        return ()
+    return (1,) if variant.edges16 else (0, 1, 2)
+
+
 @dataclass
 class TrainRun:
     """One training run: per-epoch test accuracy and mean training loss, and the final accuracy."""
@@ -187,6 +220,10 @@ class TrainRun:
     sampling_noise: list = field(default_factory=list)
     """Per step (FP32 with ``noise_batch`` only), the three layers' relative distance between a
     random sub-batch's weight gradient and the step's (see :func:`train_mlp`)."""
+    gemm_error: list = field(default_factory=list)
+    """Per step, per layer, the forward, backward (None for layer 1) and weight-gradient GEMMs'
+    relative errors against the float32 GEMM of the unquantized operands: quantization and
+    accumulation together (empty for FP32)."""
 
     @property
     def final(self) -> float:
@@ -222,16 +259,30 @@ class _Mlp:
             self.lr_code = int(self.FP16.encode(lr))
             self.lfsrs = [Lfsr(32, stream_seed(seed, 0, 0, 2 + i, 32)) for i in range(6)]
             self.configs = gemm_configs(variant, chunk)  # per layer, per GEMM kind
+            self.block_mac = block_mac(variant, chunk)
+            self.block_layers = block_layers(variant)
+            if variant.recipe is not None:
+                self.recipe = lowbit.RECIPES[variant.recipe]
+                self.qrng = np.random.default_rng([seed, 2])  # element SR bits and RHT signs
         self.wgrad_error = []  # per step: the three layers' weight-gradient errors
+        self.gemm_error = []  # per step: per layer, the three GEMMs' errors against FP32
+        self._gemm_errors = None
 
     def gemm(self, layer, kind, a, b):
         if not self.v.fp8:
             return a @ b
         self.calls += 1  # a free-running LFSR: every GEMM call starts from a fresh seed
-        cfg = self.configs[layer][kind].replace(seed=(self.seed * 1_000_003 + self.calls) % (1 << 64))
-        g = gemm_layer(f"layer {layer + 1} {kind}", a, b, cfg)
+        seed = (self.seed * 1_000_003 + self.calls) % (1 << 64)
+        name = f"layer {layer + 1} {kind}"
+        if layer in self.block_layers:
+            g = lowbit.block_layer(name, a, b, self.recipe, kind, self.block_mac.replace(seed=seed), self.qrng,
+                                   first_layer=layer == 0)
+        else:
+            g = gemm_layer(name, a, b, self.configs[layer][kind].replace(seed=seed))
         if kind == "wgrad":
             self._errors[layer] = g.rel_error()
+        if self._gemm_errors is not None:
+            self._gemm_errors[layer][GEMMS.index(kind)] = g.rel_error("fp32")
         return g.values.astype(np.float32)
 
     def forward(self, x):
@@ -254,9 +305,12 @@ class _Mlp:
 
     def step(self, x, y):
         self._errors = [None] * 3
+        self._gemm_errors = [[None] * 3 for _ in range(3)] if self.v.fp8 else None
         loss, grads = self.gradients(x, y)
         if self.v.fp8:
             self.wgrad_error.append(self._errors)
+            self.gemm_error.append(self._gemm_errors)
+        self._gemm_errors = None
         self.update(grads)
         return loss, grads
 
@@ -323,7 +377,8 @@ def train_mlp(variant="fp8", seed=0, hidden=32, epochs=5, batch=128, lr=0.5, chu
             ls.append(loss)
         losses.append(float(np.mean(ls)))
         acc.append(mlp.accuracy(xte, yte))
-    return TrainRun(variant, seed, acc, losses, time.perf_counter() - t0, mlp.wgrad_error, noise)
+    return TrainRun(variant, seed, acc, losses, time.perf_counter() - t0, mlp.wgrad_error, noise,
+                    mlp.gemm_error)
 
 
 def _train_job(args):
@@ -407,7 +462,33 @@ def _operand_formats(variant: Variant, chunk: int) -> list:
     cfgs = gemm_configs(variant, chunk)
     label = lambda c: f"{c.a_format.label} x {c.b_format.label}"  # noqa: E731
     edges = {label(cfgs[0][k]) for k in GEMMS}
+    if variant.recipe is not None:
+        recipe = lowbit.RECIPES[variant.recipe]
+        mid = [recipe.operand_label(k) for k in GEMMS]
+        if not variant.edges16:
+            first = recipe.input_quant
+            return mid + ["as layer 2" + (f" (layer 1's input {first.label})" if first else "")]
+        return mid + [" / ".join(sorted(edges))]
     return [label(cfgs[1][k]) for k in GEMMS] + [" / ".join(sorted(edges))]
+
+
+def _four_bit_gemms(variant: Variant) -> str:
+    """Which GEMMs of a recipe variant have 4-bit operands on both streams."""
+    recipe = lowbit.RECIPES[variant.recipe]
+    kinds = {"fwd": "forward", "bwd": "backward", "wgrad": "weight gradient"}
+    four = [kinds[k] for k in GEMMS if recipe.four_bit(k)]
+    layers = "layer 2" if variant.edges16 else "layers 1-3"
+    return f"{layers}: {', '.join(four)}" if four else "none"
+
+
+def _gemm_errors(result, variant):
+    """Array (seeds x steps x 3 layers x 3 GEMMs) of a variant's GEMM errors against FP32 (NaN
+    for layer 1's backward, which is not computed), or None."""
+    runs = [r for r in result.runs if r.variant == variant and r.gemm_error]
+    if not runs:
+        return None
+    return np.array([[[[np.nan if e is None else e for e in layer] for layer in step] for step in r.gemm_error]
+                     for r in runs], dtype=np.float64)
 
 
 def write_train(result: TrainResult, out, command="fp8mac study train", name="train"):
@@ -418,8 +499,13 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
     errors = {v: _wgrad_errors(result, v) for v in fp8}
     errors = {v: e for v, e in errors.items() if e is not None}
     full = p["batch"] >= TRAIN_IMAGES
-    fig, axes = new_figure(3 if errors else 2, 1, size=(5.6, 4.4))
-    ax, ax2 = axes[0][:2]
+    blocks = [v for v in p["variants"] if VARIANTS[v].recipe is not None]
+    gerr = {v: _gemm_errors(result, v) for v in fp8} if blocks else {}
+    gerr = {v: e for v, e in gerr.items() if e is not None}
+    panels = 2 + bool(errors) + bool(gerr)
+    fig, axes = new_figure(2 if panels == 4 else panels, 2 if panels == 4 else 1, size=(5.6, 4.4))
+    flat = [a for row in axes for a in row]
+    ax, ax2 = flat[:2]
     ep = np.arange(1, p["epochs"] + 1)
     colors = {}
     for i, v in enumerate(p["variants"]):
@@ -441,7 +527,7 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
     ax.set_ylabel("test accuracy (mean; band: min..max over seeds)")
     ax.set_title(f"digits 64-{p['hidden']}-{p['hidden']}-10 MLP, batch {p['batch']}, "
                  f"seeds {p['seeds']}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7 if len(p["variants"]) <= 7 else 6)
     ax.grid(True, alpha=0.3)
     ax2.set_yscale("log")
     ax2.set_xlabel(xlabel)
@@ -449,7 +535,7 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
     ax2.legend(fontsize=7)
     ax2.grid(True, alpha=0.3)
     if errors:
-        ax3 = axes[0][2]
+        ax3 = flat[2]
         per_layer = len(errors) <= 3
         for v, e in errors.items():
             steps = np.arange(1, e.shape[1] + 1)
@@ -466,9 +552,22 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
         ax3.set_title(f"accumulation error of X^T dY (K = {p['batch']})")
         ax3.legend(fontsize=6)
         ax3.grid(True, alpha=0.3, which="both")
+    if gerr:
+        ax4 = flat[3 if errors else 2]
+        for v, e in gerr.items():
+            steps = np.arange(1, e.shape[1] + 1)
+            ax4.plot(steps, e[:, :, 1, :].mean(axis=(0, 2)), color=colors[v], lw=1, label=v)
+        ax4.set_yscale("log")
+        ax4.set_xlabel("training step")
+        ax4.set_ylabel("|Y - Y_32| / |Y_32| vs unquantized FP32 (mean of 3 GEMMs)")
+        ax4.set_title("layer 2's GEMM error: quantization + accumulation")
+        ax4.legend(fontsize=6)
+        ax4.grid(True, alpha=0.3, which="both")
     png = save_figure(fig, out / f"{name}.png")
 
     title = "Training: digits MLP with every GEMM on the FP8 array's golden model"
+    if blocks:
+        title = "Training: digits MLP with block-scaled and 4-bit GEMMs (golden model)"
     if full:
         title += ", full-batch steps"
     rep = Report(title)
@@ -485,25 +584,47 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
              f"master weights updated by a fused FP16 AXPY with stochastic rounding (8 LFSR "
              f"bits). The middle layer is the FP8 one; the first and last layers' GEMMs take "
              f"fp16_ibm operands, as in the paper.")
-    rep.image(f"{name}.png", "test accuracy, training loss and weight-gradient error")
+    if blocks:
+        rep.text(f"Block-scaled and 4-bit variants ({', '.join(f'`{v}`' for v in blocks)}): the GEMMs of the "
+                 f"layers they quantize run through `block_gemm`, the bit-exact model of a block-scaled "
+                 f"MAC array (element and scale codes in, the accumulator's codes out: exactly what the "
+                 f"generated hardware computes), with the recipe's accumulator and chunk {p['chunk']}; "
+                 f"operands are quantized by the recipe (below) with random bits from a generator seeded "
+                 f"by the run's seed. Everything else is the FP8 scheme above. Variants ending in `-all` "
+                 f"quantize all three layers; the others only the middle one, the first and last layers "
+                 f"staying fp16_ibm as in the FP8 scheme and in the papers (NVIDIA keeps the output head "
+                 f"and the last layers in BF16).")
+    rep.image(f"{name}.png", "test accuracy, training loss, weight-gradient accumulation error"
+              + (" and GEMM error against FP32" if gerr else ""))
     base = p["variants"][0] if "fp32" not in p["variants"] else "fp32"
     bmean = result.summary(base)[0]
     rows = []
     for v in p["variants"]:
         mean, sd, lo, hi = result.summary(v)
+        loss = np.array([r.train_loss[-1] for r in result.runs if r.variant == v])
         rows.append([VARIANTS[v].label, f"{fmt_pct(mean)} +- {fmt_pct(sd)}",
                      f"{fmt_pct(lo)} .. {fmt_pct(hi)}",
-                     "-" if v == base else f"{100 * (mean - bmean):+.1f}"])
+                     "-" if v == base else f"{100 * (mean - bmean):+.1f}",
+                     f"{loss.mean():.3f}"])
     rep.heading("Final test accuracy (%)")
-    rep.table(["variant", "mean +- sd", "min .. max", f"vs {VARIANTS[base].label} (points)"], rows)
+    rep.table(["variant", "mean +- sd", "min .. max", f"vs {VARIANTS[base].label} (points)",
+               "final training loss"], rows)
     k = len(p["seeds"])
     rep.text(f"Mean and sample standard deviation over {k} seed{'s' if k > 1 else ''} (the band in "
-             f"the plot: min..max).")
+             f"the plot: min..max); final training loss: the last epoch's mean loss, mean over seeds.")
     if fp8:
         rep.heading("Operand formats of each GEMM (A x B)")
         rep.table(["variant", "layer 2: forward X W", "layer 2: backward dY W^T",
                    "layer 2: weight gradient X^T dY", "layers 1 and 3: all three"],
                   [[VARIANTS[v].label] + _operand_formats(VARIANTS[v], p["chunk"]) for v in fp8])
+    if blocks:
+        rep.heading("Block-scaled and 4-bit recipes")
+        rep.table(["variant", "4-bit GEMMs (both operands)", "accumulator"],
+                  [[f"`{v}`", _four_bit_gemms(VARIANTS[v]),
+                    f"{lowbit.RECIPES[VARIANTS[v].recipe].acc_format}, chunk {p['chunk']}"] for v in blocks])
+        rep.text(lowbit.FORMAT_NOTE)
+        for key in dict.fromkeys(VARIANTS[v].recipe for v in blocks):
+            rep.text(f"- `{key}`: {lowbit.RECIPE_NOTES[key]}")
         if any(v.startswith("hfp8") for v in fp8):
             rep.text("HFP8 (Sun et al., NeurIPS 2019): (1,4,3) weights and activations, (1,5,2) "
                      "errors. `fp8_e4m3` is OCP E4M3 (bias 7, no infinities), an assumption: the "
@@ -543,6 +664,20 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
                      f"Final test accuracy: "
                      f"{fmt_pct(m8)} % chunked, {fmt_pct(mn)} % without chunking "
                      f"({100 * (mn - m8):+.1f} points).")
+    if gerr:
+        rep.heading("GEMM error against FP32: quantization and accumulation")
+        kinds = ("forward", "backward", "weight gradient")
+        rows = []
+        for v, e in gerr.items():
+            others = [np.nanmean(e[:, :, i, :]) for i in (0, 2)]
+            rows.append([VARIANTS[v].label] + [fmt_sci(float(e[:, :, 1, j].mean())) for j in range(3)]
+                        + [fmt_sci(float(x)) for x in others])
+        rep.table(["variant"] + [f"layer 2: {k}" for k in kinds] + ["layer 1 (mean)", "layer 3 (mean)"], rows)
+        rep.text("Relative error |Y - Y_32| / |Y_32| of each GEMM's result against the float32 GEMM of the "
+                 "operands before quantization (and before any Hadamard transform): what the layer's "
+                 "arithmetic costs, the operands' rounding and the accumulation's together; mean over every "
+                 "step and seed. Layer 1 has no backward GEMM. For comparison, the FP8 scheme's layers 1 "
+                 "and 3 are fp16_ibm GEMMs.")
     noise = [r.sampling_noise for r in result.runs if r.sampling_noise]
     if noise:
         nb = p["noise_batch"]
