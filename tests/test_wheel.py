@@ -71,7 +71,7 @@ def wheel(tmp_path_factory):
 def test_wheel_holds_the_packages_and_their_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for need in ("fp8mac/hw/verilator.vlt", "fp8mac/hw/generate.py", "fp8mac/sim/user.py",
-                 "fp8mac/sim/tb_accelerator.py", "fp8mac/model/gemm.py"):
+                 "fp8mac/sim/tb_accelerator.py", "fp8mac/model/gemm.py", "fp8mac/hw/grids/synth.toml"):
         assert need in names, need
     (entry,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "fp8mac = fp8mac.hw.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
@@ -111,6 +111,12 @@ def test_installed_wheel_generates_synthesizes_and_simulates(venv, tmp_path):
          "--rows", "2", "--cols", "2"], cwd=work, env=env)
     area = json.loads((work / "synth" / "area.json").read_text())
     assert area, "empty area.json"
+    # the shipped grid of make synth, found by name from the installed package
+    grid = run([python, "-c", "from fp8mac.hw.sweep import load_grid; g = load_grid('synth'); "
+                "print(len(g.points), g.path)"], cwd=work, env=env).split()
+    from fp8mac.hw.sweep import load_grid
+    assert int(grid[0]) == len(load_grid(REPO / "hw" / "grids" / "synth.toml").points), grid
+    assert Path(grid[1]).is_relative_to(venv), grid
 
     script = (
         "import os\n"
