@@ -481,6 +481,28 @@ def _four_bit_gemms(variant: Variant) -> str:
     return f"{layers}: {', '.join(four)}" if four else "none"
 
 
+def _block_reading(result, blocks) -> str:
+    """What the recipe variants' final accuracies say against FP32 (one paragraph)."""
+    m32 = result.summary("fp32")[0]
+    l32 = np.mean([r.train_loss[-1] for r in result.runs if r.variant == "fp32"])
+    sds = [result.summary(v)[1] for v in ["fp32"] + list(blocks)]
+    near, below = [], []
+    for v in blocks:
+        mean = result.summary(v)[0]
+        loss = np.mean([r.train_loss[-1] for r in result.runs if r.variant == v])
+        d = 100 * (mean - m32)
+        (near if d >= -1.0 else below).append(f"`{v}` ({d:+.1f} points, final loss {loss:.3f})")
+    text = (f"Reading the accuracy table: the standard deviation over seeds is {100 * min(sds):.1f} to "
+            f"{100 * max(sds):.1f} points here. Within 1 point of FP32 ({fmt_pct(m32)} %, final loss "
+            f"{l32:.3f}): {', '.join(near) if near else 'none'}. ")
+    if below:
+        text += f"More than 1 point below: {', '.join(below)}. "
+    return text + ("The GEMM error table below shows what each layer's arithmetic costs per GEMM; "
+                   "SGD averages those errors over steps, so a GEMM tens of per cent off the FP32 "
+                   "product still trains here. One small network on one data set: this says which "
+                   "recipes break first, not what they cost on large models.")
+
+
 def _gemm_errors(result, variant):
     """Array (seeds x steps x 3 layers x 3 GEMMs) of a variant's GEMM errors against FP32 (NaN
     for layer 1's backward, which is not computed), or None."""
@@ -536,8 +558,11 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
     ax2.grid(True, alpha=0.3)
     if errors:
         ax3 = flat[2]
-        per_layer = len(errors) <= 3
-        for v, e in errors.items():
+        # fp32 accumulators (block recipes) leave errors of ~1e-10 or exactly 0: the table lists them
+        shown = {v: e for v, e in errors.items() if block_mac(VARIANTS[v], p["chunk"]) is None
+                 or block_mac(VARIANTS[v], p["chunk"]).acc_format.name != "fp32"}
+        per_layer = len(shown) <= 3
+        for v, e in shown.items():
             steps = np.arange(1, e.shape[1] + 1)
             if per_layer:
                 for layer in range(3):
@@ -549,7 +574,8 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
         ax3.set_xlabel("training step")
         ax3.set_ylabel("|dW - dW_32| / |dW_32|, same operands"
                        + ("" if per_layer else " (mean of 3 layers)"))
-        ax3.set_title(f"accumulation error of X^T dY (K = {p['batch']})")
+        ax3.set_title(f"accumulation error of X^T dY (K = {p['batch']})"
+                      + ("\n(recipes accumulating in fp32 left out: see the table)" if len(shown) < len(errors) else ""))
         ax3.legend(fontsize=6)
         ax3.grid(True, alpha=0.3, which="both")
     if gerr:
@@ -617,14 +643,6 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
         rep.table(["variant", "layer 2: forward X W", "layer 2: backward dY W^T",
                    "layer 2: weight gradient X^T dY", "layers 1 and 3: all three"],
                   [[VARIANTS[v].label] + _operand_formats(VARIANTS[v], p["chunk"]) for v in fp8])
-    if blocks:
-        rep.heading("Block-scaled and 4-bit recipes")
-        rep.table(["variant", "4-bit GEMMs (both operands)", "accumulator"],
-                  [[f"`{v}`", _four_bit_gemms(VARIANTS[v]),
-                    f"{lowbit.RECIPES[VARIANTS[v].recipe].acc_format}, chunk {p['chunk']}"] for v in blocks])
-        rep.text(lowbit.FORMAT_NOTE)
-        for key in dict.fromkeys(VARIANTS[v].recipe for v in blocks):
-            rep.text(f"- `{key}`: {lowbit.RECIPE_NOTES[key]}")
         if any(v.startswith("hfp8") for v in fp8):
             rep.text("HFP8 (Sun et al., NeurIPS 2019): (1,4,3) weights and activations, (1,5,2) "
                      "errors. `fp8_e4m3` is OCP E4M3 (bias 7, no infinities), an assumption: the "
@@ -635,14 +653,26 @@ def write_train(result: TrainResult, out, command="fp8mac study train", name="tr
                      "scale puts a tensor (`operand_top_exp`: half the smaller top exponent of the "
                      "two operand formats). Accumulation, first/last layers and weight update are "
                      "this study's scheme for every FP8 variant; only the operand formats change.")
+    if blocks:
+        rep.heading("Block-scaled and 4-bit recipes")
+        rep.table(["variant", "4-bit GEMMs (both operands)", "accumulator"],
+                  [[f"`{v}`", _four_bit_gemms(VARIANTS[v]),
+                    f"{lowbit.RECIPES[VARIANTS[v].recipe].acc_format}, chunk {p['chunk']}"] for v in blocks])
+        rep.text(lowbit.FORMAT_NOTE)
+        for key in dict.fromkeys(VARIANTS[v].recipe for v in blocks):
+            rep.text(f"- `{key}`: {lowbit.RECIPE_NOTES[key]}")
+        if base == "fp32":
+            rep.text(_block_reading(result, blocks))
     if errors:
         rep.heading("Weight-gradient accumulation error")
         head = ["variant"] + [f"layer {i + 1}" for i in range(3)]
         rows = [[VARIANTS[v].label] + [f"{fmt_sci(e[:, :, i].mean())} (max {fmt_sci(e[:, :, i].max())})"
                                        for i in range(3)] for v, e in errors.items()]
         rep.table(head, rows)
-        rep.text(f"Relative error |dW - dW_32| / |dW_32| of each weight gradient X^T dY, dW_32 the "
-                 f"float32 GEMM of the same quantized operands (so the accumulation error alone): "
+        rep.text("Relative error |dW - dW_32| / |dW_32| of each weight gradient X^T dY, dW_32 the "
+                 "float32 GEMM of the same quantized operands"
+                 + (" (float64 for `block_gemm`'s, whose fp32 accumulators leave errors below 1e-7"
+                    ")" if blocks else "") + ", so the accumulation error alone: "
                  f"mean over every step and seed (max: the worst step). K = the batch "
                  f"({p['batch']}" + ("" if full or TRAIN_IMAGES % p["batch"] == 0 else
                                      f"; each epoch's last batch {TRAIN_IMAGES % p['batch']}") + ").")
