@@ -12,8 +12,8 @@ recipes follow, and what they leave out:
 ``mxfp8`` (OCP Microscaling Formats v1.0, 2023: blocks of 32 elements sharing an E8M0 scale
     ``2**(floor(log2 amax) - emax_elem)``): E4M3 weights and activations, E5M2 errors (the split of
     the FP8 recipes: Micikevicius et al., "FP8 Formats for Deep Learning", 2022; an assumption for
-    MX: NVIDIA's later MXFP8 recipe takes E4M3 everywhere with a rounded-up scale), nearest
-    rounding, every GEMM block-scaled.
+    MX: NVIDIA's MXFP8 recipe, Mishra et al. 2025, takes E4M3 everywhere with scales rounded up),
+    nearest rounding, every GEMM block-scaled.
 ``mxfp4`` (Tseng, Yu, Park, "Training LLMs with MXFP4", AISTATS 2025, and their code,
     amazon-science/mxfp4-llm): forward in 8 bits (their code runs BF16 or FP8 forward; here
     MXFP8 E4M3, so every GEMM stays on the block array), backward and weight-gradient GEMMs in
@@ -232,11 +232,13 @@ FORMAT_NOTE = ("Operand labels: `mxfp8_e4m3` / `mxfp8_e5m2` / `mxfp4` are OCP MX
 """The report's key to :attr:`Quant.label`."""
 
 RECIPE_NOTES = {
-    "mxfp8": "OCP Microscaling Formats (MX) v1.0 (2023) for the formats and the scale rule; E4M3 weights and "
-             "activations with E5M2 errors is the FP8 split of Micikevicius et al. (2022), taken over for MX "
-             "here (an assumption: NVIDIA's MXFP8 recipe, 2025, uses E4M3 everywhere with a rounded-up scale). "
-             "Round to nearest; no per-tensor scale (the E8M0 scales cover the range); FP32 accumulation, as "
-             "the accelerators for MX formats accumulate.",
+    "mxfp8": "OCP Microscaling Formats (MX) v1.0 (2023) for the formats and the scale rule (rounded down: "
+             "floor(log2 amax) - emax_elem); E4M3 weights and activations with E5M2 errors is the FP8 split of "
+             "Micikevicius et al. (2022), taken over for MX here (an assumption). NVIDIA's MXFP8 recipe "
+             "(Mishra et al., arXiv 2506.08027, 2025) differs: E4M3 for every tensor and scales rounded up, "
+             "having found that the OCP rounding can make LLM pretraining diverge; not run here. Round to "
+             "nearest; no per-tensor scale (the E8M0 scales cover the range); FP32 accumulation, as the "
+             "accelerators for MX formats accumulate.",
     "mxfp4": "Tseng, Yu, Park, \"Training LLMs with MXFP4\" (AISTATS 2025) and their code "
              "(amazon-science/mxfp4-llm: `dither_scale` and the Megatron patch): the backward and weight-"
              "gradient GEMMs in MXFP4, both operands stochastically rounded after scaling by 3/4 (the OCP scale "

@@ -490,10 +490,10 @@ def _block_reading(result, blocks) -> str:
     for v in blocks:
         mean = result.summary(v)[0]
         loss = np.mean([r.train_loss[-1] for r in result.runs if r.variant == v])
-        d = 100 * (mean - m32)
+        d = round(100 * (mean - m32), 1)  # as the table shows it
         (near if d >= -1.0 else below).append(f"`{v}` ({d:+.1f} points, final loss {loss:.3f})")
     text = (f"Reading the accuracy table: the standard deviation over seeds is {100 * min(sds):.1f} to "
-            f"{100 * max(sds):.1f} points here. Within 1 point of FP32 ({fmt_pct(m32)} %, final loss "
+            f"{100 * max(sds):.1f} points here. At most 1 point from FP32 ({fmt_pct(m32)} %, final loss "
             f"{l32:.3f}): {', '.join(near) if near else 'none'}. ")
     if below:
         text += f"More than 1 point below: {', '.join(below)}. "
