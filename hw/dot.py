@@ -31,7 +31,7 @@ from .formats import (code_layout, format_unpacked_layout, signed_width, unpack,
 from .multiplier import FloatMultiplier, operand_formats
 
 __all__ = ["ProductSum", "DotMacUnit", "product_frame", "dot_frame", "use_dot_frame",
-           "biased_exponent", "place_signed", "normalize_top"]
+           "biased_exponent", "place_signed", "normalize_top", "signed_sum"]
 
 
 def product_frame(in_format, b_format=None) -> tuple[int, int]:
@@ -144,32 +144,41 @@ class ProductSum(wiring.Component):
         total = frame + (d - 1).bit_length() + 1  # two's complement width of the sum
 
         prods = multipliers(m, self._in_format, d, self.a, self.b, self._b_format)
-
-        # Place each product: its lsb weight exp sits (exp - lsb) bits above the frame's lsb. The
-        # shift is taken modulo the amount's width, which only specials (sig = 0) can exceed.
-        amount_width = (frame - 1).bit_length()
-        terms, signs = [], []
-        for j, p in enumerate(prods):
-            placed = Signal(frame, name=f"placed{j}")
-            m.d.comb += placed.eq((p.sig << (p.exp - lsb).as_unsigned()[:amount_width])[:frame])
-            # Two's complement negation as (x ^ s) + s, the "+ s" folded into the sum below.
-            terms.append(Cat(placed, Const(0, total - frame)) ^ p.sign.replicate(total))
-            signs.append(p.sign)
-        s = Signal(total)
-        m.d.comb += s.eq(sum(terms) + sum(signs))
+        s, flags = signed_sum(m, prods, lsb, frame, total)
         neg = s[-1]
         mag = Mux(neg, -s, s)[:total - 1]
-
-        nan = Cat(p.nan for p in prods).any()
-        pos_inf = Cat(p.inf & ~p.sign for p in prods).any()
-        neg_inf = Cat(p.inf & p.sign for p in prods).any()
-        nan = nan | (pos_inf & neg_inf)
-        inf = (pos_inf | neg_inf) & ~nan
-        all_neg_zero = Cat(p.sign & ~p.sig.any() & ~p.nan & ~p.inf for p in prods).all()
+        nan, inf, neg_inf, all_neg_zero = flags
         sign = Mux(inf, neg_inf, Mux(s.any(), neg, all_neg_zero))
         m.d.comb += [self.sum.sig.eq(Mux(nan | inf, 0, mag)), self.sum.exp.eq(lsb),
                      self.sum.sign.eq(sign), self.sum.nan.eq(nan), self.sum.inf.eq(inf)]
         return m
+
+
+def signed_sum(m, prods, lsb: int, frame: int, total: int):
+    """The exact sum of the unpacked ``prods`` (each with ``sig`` and ``exp`` such that it lies in
+    the fixed-point frame of ``frame`` bits from weight ``lsb``) as a ``total``-bit two's
+    complement signal ``s`` of ``m``, and the specials ``(nan, inf, neg_inf, all_neg_zero)``:
+    NaN for a NaN product or infinities of both signs, infinite (``neg_inf``: negative)
+    otherwise if one is, and whether every product is -0 (a zero sum's sign)."""
+    # Place each product: its lsb weight exp sits (exp - lsb) bits above the frame's lsb. The
+    # shift is taken modulo the amount's width, which only specials (sig = 0) can exceed.
+    amount_width = (frame - 1).bit_length()
+    terms, signs = [], []
+    for j, p in enumerate(prods):
+        placed = Signal(frame, name=f"placed{j}")
+        m.d.comb += placed.eq((p.sig << (p.exp - lsb).as_unsigned()[:amount_width])[:frame])
+        # Two's complement negation as (x ^ s) + s, the "+ s" folded into the sum below.
+        terms.append(Cat(placed, Const(0, total - frame)) ^ p.sign.replicate(total))
+        signs.append(p.sign)
+    s = Signal(total)
+    m.d.comb += s.eq(sum(terms) + sum(signs))
+    nan = Cat(p.nan for p in prods).any()
+    pos_inf = Cat(p.inf & ~p.sign for p in prods).any()
+    neg_inf = Cat(p.inf & p.sign for p in prods).any()
+    nan = nan | (pos_inf & neg_inf)
+    inf = (pos_inf | neg_inf) & ~nan
+    all_neg_zero = Cat(p.sign & ~p.sig.any() & ~p.nan & ~p.inf for p in prods).all()
+    return s, (nan, inf, neg_inf, all_neg_zero)
 
 
 def biased_exponent(fmt, code) -> Value:

@@ -14,12 +14,14 @@ from fp8mac.model.config import MacConfig
 from fp8mac.model.lfsr import STREAM_INNER, STREAM_OUTER
 
 from .adder import FloatAdder, MacUnit
+from .block import BlockSum, block_lane_width
 from .dot import DotMacUnit, ProductSum, use_dot_frame
 from .formats import common_format, format_unpacked_layout, unpack, unpacked_layout
 from .lfsr import stream_lfsr, stream_start
 from .multiplier import FloatMultiplier
 
-__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "lane_widths", "datapath_formats"]
+__all__ = ["ProcessingElement", "step_addend_layout", "LFSR_PORTS", "lane_widths", "datapath_formats",
+           "pe_latency"]
 
 LFSR_PORTS = (("lfsr_inner", STREAM_INNER), ("lfsr_outer", STREAM_OUTER))
 """A PE's own LFSRs (submodule name, model stream); a seed-port PE has ``<name>_start`` ports
@@ -38,6 +40,8 @@ def step_addend_layout(config: MacConfig):
     """The exact value a MAC step adds to the inner accumulator: one product
     (:meth:`FloatMultiplier.product_layout`) for ``dot = 1``, else the ``dot`` products' exact sum
     (:meth:`ProductSum.sum_layout`), of the :func:`datapath_formats`."""
+    if config.blocks:
+        return BlockSum.addend_layout(config)
     fa, fb = datapath_formats(config)
     if config.dot == 1:
         return FloatMultiplier.product_layout(fa, fb)
@@ -46,9 +50,19 @@ def step_addend_layout(config: MacConfig):
 
 def lane_widths(config: MacConfig) -> tuple[int, int]:
     """Bits of one A lane and one B lane inside the array (``dot`` codes of the
-    :func:`datapath_formats`)."""
+    :func:`datapath_formats`; with block-scaled operands ``dot`` element codes and the block's
+    scale code, :func:`~fp8mac.hw.block.block_lane_width`)."""
+    if config.blocks:
+        return block_lane_width(config.a_block, config.dot), block_lane_width(config.b_block, config.dot)
     fa, fb = datapath_formats(config)
     return config.dot * fa.width, config.dot * fb.width
+
+
+def pe_latency(config: MacConfig) -> int:
+    """Cycles from a step's operands to its accumulation loop: ``pipeline``; a block-scaled PE's
+    block stage (:class:`~fp8mac.hw.block.BlockSum`) is a register stage of its own, so at least
+    1 there."""
+    return max(config.pipeline, 1) if config.blocks else config.pipeline
 
 
 class ProcessingElement(wiring.Component):
@@ -230,25 +244,36 @@ class ProcessingElement(wiring.Component):
         depth = cfg.pipeline
         a_in = delayed(self.a_in, max(depth - 1, 0), "a")
         b_in = delayed(self.b_in, max(depth - 1, 0), "b")
-        valid_in = delayed(self.valid_in, depth, "valid", data=False)
-        last_in = delayed(self.last_in, depth, "last", data=False)
+        if cfg.blocks:
+            # Block-scaled operands: the block stage sums a block's beats exactly and registers
+            # its scaled value, one loop step per block (the pipeline's addend register).
+            m.submodules.block = blk = BlockSum(cfg)
+            m.d.comb += [blk.en.eq(self.en), blk.a.eq(a_in), blk.b.eq(b_in),
+                         blk.valid_in.eq(delayed(self.valid_in, max(depth - 1, 0), "valid", data=False)),
+                         blk.last_in.eq(delayed(self.last_in, max(depth - 1, 0), "last", data=False))]
+            valid_in, last_in = blk.valid_out, blk.last_out
+        else:
+            valid_in = delayed(self.valid_in, depth, "valid", data=False)
+            last_in = delayed(self.last_in, depth, "last", data=False)
 
         # The inner step: acc + the step's products, one rounding. Either one DotMacUnit (the
         # products and the accumulator in one fixed-point frame), or the products' exact value
         # (one product, or a ProductSum) feeding a MacUnit; the shared-adder PE, whose adder also
         # does the outer adds, and a pipelined PE, which registers the products' sum before the
         # loop, take the second form.
-        single_frame = (cfg.dot > 1 and (cfg.pe == "two-adder" or cfg.chunk is None)
+        single_frame = (cfg.dot > 1 and not cfg.blocks and (cfg.pe == "two-adder" or cfg.chunk is None)
                         and depth == 0 and use_dot_frame(facc, fa, cfg.dot, fb))
         addend_layout = step_addend_layout(cfg)
         step_addend = None
-        if cfg.dot == 1:
+        if cfg.blocks:
+            step_addend = blk.addend
+        elif cfg.dot == 1:
             m.submodules.mul = mul = FloatMultiplier(fa, fb)
             step_addend = mul.product
         elif not single_frame:
             m.submodules.dot = mul = ProductSum(fa, cfg.dot, fb)
             step_addend = mul.sum
-        if step_addend is not None:
+        if step_addend is not None and not cfg.blocks:
             m.d.comb += [mul.a.eq(a_in), mul.b.eq(b_in)]
             if depth:
                 step_addend = delayed(step_addend, 1, "addend")
@@ -309,7 +334,7 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [write.eq(done), write_value.eq(inner)]
             return m
 
-        chunk = cfg.chunk // cfg.dot  # steps per chunk
+        chunk = cfg.chunk // cfg.step_products  # loop steps per chunk
         count = Signal(range(max(chunk, 2)))  # steps taken in the current chunk
         chunk_start = Signal()
         chunk_end = Signal()

@@ -10,7 +10,7 @@ from fp8mac.model.config import MacConfig
 
 from .array import MacArray
 from .formats import convert_exact
-from .pe import datapath_formats
+from .pe import datapath_formats, lane_widths, pe_latency
 
 __all__ = ["Accelerator", "port_list", "tile_spacing", "first_result_latency", "tuser_width",
            "port_members"]
@@ -48,7 +48,18 @@ def port_list(config: MacConfig) -> list[dict]:
         formats = config.stream_formats(s)
         w = formats[0].width
         labels = " or ".join(f.label for f in formats)
-        ports += [(f"s_axis_{s}_tdata", "input", lanes * d * w, f"{what}, W = {w}-bit {labels} codes")]
+        if config.blocks:
+            blk = getattr(config, f"{s}_block")
+            w, lane = blk.element.width, lane_widths(config)[s == "b"]
+            scale = (f"; bits [{d * w} +: {lane - d * w}] of a lane: the {blk.scale.label} scale of the block "
+                     f"(read on the block's last beat)") if blk.scale is not None else ""
+            ports += [(f"s_axis_{s}_tdata", "input", lanes * lane,
+                       what.replace(f"*{d}*W +: {d}*W]", f"*{lane} +: {lane}]").replace("bits [r*W +: W]", f"bits [r*{lane} +: {lane}]")
+                       .replace("bits [c*W +: W]", f"bits [c*{lane} +: {lane}]")
+                       + f", W = {w}-bit {blk.element.label} elements of {blk.label} blocks of {blk.block}{scale}; "
+                       f"K in whole blocks ({blk.block // d} beat{'s' * (blk.block > d)} each)")]
+        else:
+            ports += [(f"s_axis_{s}_tdata", "input", lanes * d * w, f"{what}, W = {w}-bit {labels} codes")]
         if tuser_width(config, s):
             ports.append((f"s_axis_{s}_tuser", "input", tuser_width(config, s),
                           "the beat's format: " + ", ".join(f"{i} = {f.label}" for i, f in enumerate(formats))
@@ -78,7 +89,7 @@ def first_result_latency(config: MacConfig) -> int:
     outer add with chunking on, from its accumulator with chunking off; the row adder's sum
     comes a cycle later; the row then moves into the output buffer). Row r follows r cycles
     after row 0."""
-    return config.cols + 3 + config.pipeline + (config.outer_placement == "row")
+    return config.cols + 3 + pe_latency(config) + (config.outer_placement == "row")
 
 
 def tile_spacing(rows: int, cols: int) -> int:

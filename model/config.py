@@ -161,6 +161,17 @@ class MacConfig:
     top : str
         Verilog name of the generated top module: an identifier that is not a Verilog or
         SystemVerilog keyword (:data:`VERILOG_KEYWORDS`).
+    a_block, b_block : str, BlockFormat, dict or None
+        Block-scaled operands (issue 19): each stream's
+        :class:`~fp8mac.model.blockscale.BlockFormat` (a preset of
+        :data:`~fp8mac.model.blockscale.BLOCK_FORMATS` such as ``"mxfp4"``, ``"mxfp8_e4m3"`` or
+        ``"nvfp4"``). Giving one gives both the same (``b_block`` only differs for mixed MX
+        elements, e.g. MXFP8 E4M3 x E5M2). ``None`` (default): plain operands. With blocks, a
+        step of the model is one block (:func:`~fp8mac.model.blockscale.block_gemm`, one
+        rounding per block), the operand formats are the blocks' elements (``in_format``,
+        ``a_format``, ``b_format`` and run-time format sets are not read, and sets are refused),
+        ``chunk`` must be a multiple of the block size and ``dot`` must divide it
+        (:meth:`block_config` gives the model's description).
 
     Attributes
     ----------
@@ -189,6 +200,8 @@ class MacConfig:
     outer_adder: str = "auto"
     pipeline: int = 0
     top: str = "fp8mac_array"
+    a_block: object = None
+    b_block: object = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -252,6 +265,13 @@ class MacConfig:
             raise ValueError(f"top must be a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*), not {self.top!r}")
         if self.top in VERILOG_KEYWORDS:
             raise ValueError(f"top must not be a Verilog/SystemVerilog keyword, not {self.top!r}")
+        if self.a_block is not None or self.b_block is not None:
+            from .blockscale import block_format  # blockscale builds on this module
+            a = block_format(self.a_block if self.a_block is not None else self.b_block, "a_block")
+            b = block_format(self.b_block if self.b_block is not None else self.a_block, "b_block")
+            set_("a_block", a)
+            set_("b_block", b)
+            self.block_config()  # the model's checks (block sizes, chunk, dot, specials)
 
     @property
     def outer_placement(self) -> str:
@@ -271,6 +291,45 @@ class MacConfig:
         cycles (the request registered, then the add). The configuration requires it of full
         chunks (``chunk / dot``); the hardware's top enforces it on short last chunks."""
         return max(self.cols, 2)
+
+    @property
+    def blocks(self) -> bool:
+        """Whether the operands are block-scaled (``a_block`` / ``b_block`` given)."""
+        return self.a_block is not None
+
+    @property
+    def block_size(self) -> int | None:
+        """Elements per block (16 or 32) with block-scaled operands, else None."""
+        return self.a_block.block if self.blocks else None
+
+    @property
+    def step_products(self) -> int:
+        """Products one step of the accumulation loop adds with one rounding: the block size with
+        block-scaled operands (a PE takes ``block / dot`` beats per step), else ``dot``."""
+        return self.block_size if self.blocks else self.dot
+
+    def block_config(self):
+        """The :class:`~fp8mac.model.blockscale.BlockConfig` the model computes this design with
+        (:func:`~fp8mac.model.blockscale.block_gemm`): this configuration without its block
+        fields, its outer adder's placement resolved, and the two block formats. ValueError
+        (naming ``a_block``, ``b_block``, ``chunk``, ``dot`` or ``acc_format``) if the blocks do
+        not fit the rest; None without blocks."""
+        if not self.blocks:
+            return None
+        from .blockscale import BlockConfig
+        if self.runtime_formats:
+            raise ValueError("a_block: run-time format sets (a_formats / b_formats) do not go with block formats")
+        mac = dataclasses.replace(self, a_block=None, b_block=None, outer_adder=self.outer_placement)
+        try:
+            return BlockConfig(mac, self.a_block, self.b_block)
+        except ValueError as exc:
+            msg = str(exc)
+            for old, new in (("a.element", "a_block's element"), ("b.element", "b_block's element"),
+                             ("a.scale", "a_block's scale"), ("b.scale", "b_block's scale")):
+                msg = msg.replace(old, new)
+            if msg.startswith("b: "):
+                msg = "b_block: " + msg[3:]
+            raise ValueError(msg) from None
 
     @property
     def mixed_formats(self) -> bool:
@@ -304,6 +363,9 @@ class MacConfig:
     def operand_label(self) -> str:
         """The operand formats for reports: ``in_format``'s label when both streams have it,
         else ``"<a_format> x <b_format>"``."""
+        if self.blocks:
+            a, b = self.a_block.label, self.b_block.label
+            return f"{a} x {b}" if a != b else a
         a = "|".join(f.label for f in self.stream_formats("a"))
         b = "|".join(f.label for f in self.stream_formats("b"))
         return f"{a} x {b}" if a != b or self.runtime_formats else a
@@ -355,9 +417,14 @@ class MacConfig:
         for key in ("a_format", "b_format"):
             if d[key] == self.in_format:
                 del d[key]
-        for key in ("a_formats", "b_formats"):
+        for key in ("a_formats", "b_formats", "a_block", "b_block"):
             if d[key] is None:
                 del d[key]
+        if self.blocks:
+            from .blockscale import BLOCK_FORMATS
+            for key in ("a_block", "b_block"):
+                f = d[key]
+                d[key] = f.name if BLOCK_FORMATS.get(f.name) == f else f.to_dict()
 
         def spelled(fmt):
             return fmt.name if fmt.name in FORMATS and FORMATS[fmt.name] == fmt else fmt.to_dict()

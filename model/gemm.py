@@ -202,6 +202,9 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
     """
     if not isinstance(config, MacConfig):
         raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
+    if config.blocks:
+        raise ValueError("config has block-scaled operands (a_block / b_block): their GEMM takes scale codes, "
+                         "fp8mac.model.blockscale.block_gemm(a, a_scales, b, b_scales, config.block_config())")
     fa, fb, facc = config.a_format, config.b_format, config.acc_format
     a = check_codes(fa, a_codes, "a_codes")
     b = check_codes(fb, b_codes, "b_codes")

@@ -56,13 +56,71 @@ class Tile:
         return len(self.a_beats)
 
 
-def tiles(a_codes, b_codes, config: MacConfig) -> list[Tile]:
-    """The tiles of ``A (M x K) @ B (K x N)`` in the order the array must receive them."""
+def _pack_fields(values, widths) -> list[int]:
+    """Rows of fields ``(n, F)`` of the given bit widths, field 0 lowest, to ``n`` integers."""
+    shifts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
+    if sum(widths) <= 63:
+        return [int(v) for v in np.bitwise_or.reduce(np.asarray(values, np.int64) << shifts[None, :], axis=1)]
+    return [sum(int(v) << int(s) for v, s in zip(row, shifts)) for row in np.asarray(values, np.int64)]
+
+
+def _block_tiles(a, b, config: MacConfig, a_scales, b_scales) -> list[Tile]:
+    """:func:`tiles` for block-scaled operands: K completed with code 0 elements to whole blocks,
+    each lane's ``dot`` element codes followed by its block's scale code (padding lanes: the
+    scale 1, as the model pads)."""
+    (M, K), N = a.shape, b.shape[1]
+    R, C, d, B = config.rows, config.cols, config.dot, config.block_size
+    tm, tn = -(-M // R), -(-N // C)
+    Kb = -(-K // B)
+    S, per = Kb * B // d, B // d  # beats per tile, beats per block
+    ap = np.zeros((tm * R, Kb * B), np.int64)
+    ap[:M, :K] = a
+    bp = np.zeros((Kb * B, tn * C), np.int64)
+    bp[:K, :N] = b
+    scales = []
+    for blk, given, shape, sl in ((config.a_block, a_scales, (tm * R, Kb), np.s_[:M]),
+                                  (config.b_block, b_scales, (Kb, tn * C), np.s_[:, :N])):
+        s = np.full(shape, blk.scale_one(), np.int64)
+        if blk.scale is not None:
+            s[sl] = np.asarray(given, np.int64)
+        scales.append(s)
+    sa, sb = scales
+    beat_block = np.arange(S) // per
+    wa, wb = config.a_block.element.width, config.b_block.element.width
+    swa, swb = (0 if f.scale is None else f.scale.width for f in (config.a_block, config.b_block))
+    out = []
+    for ti in range(tm):
+        el = ap[ti * R:(ti + 1) * R].reshape(R, S, d).transpose(1, 0, 2)  # beat, lane, term
+        if swa:
+            fields = np.concatenate([el, sa[ti * R:(ti + 1) * R][:, beat_block].T[:, :, None]], axis=2)
+            a_beats = _pack_fields(fields.reshape(S, -1), ([wa] * d + [swa]) * R)
+        else:
+            a_beats = _pack_fields(el.reshape(S, -1), [wa] * (R * d))
+        for tj in range(tn):
+            el = bp[:, tj * C:(tj + 1) * C].reshape(S, d, C).transpose(0, 2, 1)
+            if swb:
+                fields = np.concatenate([el, sb[beat_block][:, tj * C:(tj + 1) * C][:, :, None]], axis=2)
+                b_beats = _pack_fields(fields.reshape(S, -1), ([wb] * d + [swb]) * C)
+            else:
+                b_beats = _pack_fields(el.reshape(S, -1), [wb] * (C * d))
+            out.append(Tile(len(out), ti, tj, a_beats, b_beats))
+    return out
+
+
+def tiles(a_codes, b_codes, config: MacConfig, a_scales=None, b_scales=None) -> list[Tile]:
+    """The tiles of ``A (M x K) @ B (K x N)`` in the order the array must receive them.
+
+    With block-scaled operands (``config.a_block``) ``a_scales`` (``M x ceil(K / block)``) and
+    ``b_scales`` (``ceil(K / block) x N``) are the blocks' scale codes, as
+    :func:`~fp8mac.model.blockscale.block_gemm` takes them, and each lane carries its block's
+    scale above its element codes (:func:`~fp8mac.hw.block.block_lane_width`)."""
     a = np.asarray(a_codes, dtype=np.int64)
     b = np.asarray(b_codes, dtype=np.int64)
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
         raise ValueError(f"shape mismatch: A is {M} x {K} but B is {K2} x {N}")
+    if config.blocks:
+        return _block_tiles(a, b, config, a_scales, b_scales)
     R, C, d = config.rows, config.cols, config.dot
     tm, tn = -(-M // R), -(-N // C)
     S = -(-K // d)  # beats per tile

@@ -31,16 +31,16 @@ def random_operands(rng, config, m, k, n, specials=False):
 
 
 def run_accelerator(config, a, b, seed, p_idle=(0.3, 0.3, 0.3), max_cycles=200_000, tile_users=None,
-                    **options):
+                    scales=(None, None), **options):
     """Stream ``a @ b`` through the Accelerator; returns ``(result codes, cycles)``.
 
     ``p_idle`` is the probability, per stream (A, B, C), of an idle cycle before each beat (A, B:
     tvalid low; C: tready low); bursts of idle cycles are drawn too. ``tile_users`` gives each
-    tile's ``(A tuser, B tuser)`` (run-time formats). ``options`` go to the Accelerator (e.g.
-    ``seed_ports=True``).
+    tile's ``(A tuser, B tuser)`` (run-time formats); ``scales`` the block scale codes of
+    block-scaled operands. ``options`` go to the Accelerator (e.g. ``seed_ports=True``).
     """
     dut = Accelerator(config, **options)
-    ts = tiles(a, b, config)
+    ts = tiles(a, b, config, *scales)
     n_results = len(ts) * config.rows
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, 2**32, 3)

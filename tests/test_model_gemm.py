@@ -477,10 +477,26 @@ def test_config_dict_round_trip(cfg):
     d = cfg.to_dict()
     assert MacConfig.from_dict(d) == cfg
     assert MacConfig.from_dict(json.loads(json.dumps(d))) == cfg  # what manifest.json holds
-    # every field; a single-format configuration leaves out the two streams' formats (in_format)
-    # and the run-time format sets (none)
+    # every field; a single-format configuration leaves out the two streams' formats (in_format),
+    # the run-time format sets (none) and the block formats (none)
     assert set(d) == {f.name for f in dataclasses.fields(MacConfig)} - {"a_format", "b_format",
-                                                                        "a_formats", "b_formats"}
+                                                                        "a_formats", "b_formats",
+                                                                        "a_block", "b_block"}
+
+
+@pytest.mark.parametrize("blocks", [dict(a_block="mxfp4"), dict(a_block="mxfp8_e4m3", b_block="mxfp8_e5m2"),
+                                    dict(a_block=dict(element="fp4_r4", block=16, scale=None),
+                                         b_block=dict(element="int4", block=16, scale=None))],
+                         ids=["mxfp4", "mxfp8-mixed", "r4-int4-custom"])
+def test_block_config_dict_round_trip(blocks):
+    """Block formats go into the dict (presets by name, others spelled out) and come back."""
+    cfg = MacConfig(rows=2, cols=2, dot=8, chunk=64, **blocks)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert MacConfig.from_dict(d) == cfg
+    assert {"a_block", "b_block"} <= set(d)
+    if isinstance(blocks["a_block"], str):
+        assert d["a_block"] == blocks["a_block"]
+    assert cfg.block_config().a == cfg.a_block and cfg.block_config().mac.a_block is None
 
 
 def test_plain_config_is_one_accumulator_rounding_to_nearest():
