@@ -386,4 +386,4 @@ def block_layer(name, a, b, recipe: Recipe, kind: str, mac: MacConfig, rng, firs
     values = cfg.mac.acc_format.decode(codes) * unscale
     fp32_q = (dequantize_operand(ca, sa, qa, -1) @ dequantize_operand(cb, sb, qb, 0)) * unscale
     return BlockLayerGemm(name, ca, cb, qa.gain / ta, qb.gain / tb, codes, values, fp32_q, fp32,
-                          sa, sb, cfg, (qa, qb))
+                          a_scales=sa, b_scales=sb, config=cfg, quants=(qa, qb))
