@@ -383,6 +383,21 @@ def test_block_layer_is_the_exact_product_of_its_quantized_operands(monkeypatch,
     assert np.any(g.codes)
 
 
+def test_nvfp4_weights_are_one_set_of_codes_for_w_and_w_transposed(monkeypatch):
+    """NVFP4's 2-D weight scaling: layer 2's forward takes W and its backward W^T as the same
+    element codes and 16 x 16 tile scales (transposed), while the 1-D scaled activations of the
+    forward and weight-gradient GEMMs have their scales along different axes."""
+    rec = _record_block_gemms(monkeypatch)
+    tr.train_mlp("nvfp4", seed=1, hidden=20, epochs=1, batch=100, train_limit=100)
+    fwd = next(r["g"] for r in rec["layers"] if r["name"] == "layer 2 fwd")
+    bwd = next(r["g"] for r in rec["layers"] if r["name"] == "layer 2 bwd")
+    assert fwd.b_codes.shape == (20, 20) and np.array_equal(fwd.b_codes, bwd.b_codes.T)
+    assert fwd.scale_b == bwd.scale_b
+    tiles = fwd.b_scales[:, ::16]  # one scale per tile: 2 x 2 tiles of W (16 + 4 rows / columns)
+    assert tiles.shape == (2, 2) and np.array_equal(bwd.b_scales[:, ::16], tiles.T)
+    assert np.array_equal(fwd.b_scales, np.repeat(tiles, 16, axis=1)[:, :20])
+
+
 def test_ibm4_two_phase_rounding_with_one_gradscale(monkeypatch):
     """Sun et al.'s errors as the study quantizes them: layer 2's dY goes to the backward GEMM on
     the odd radix-4 grid (2 * 4**k) and to the weight gradient on the even grid (4**k), both with
