@@ -87,6 +87,12 @@ def add_config_arguments(parser: argparse.ArgumentParser):
                    help=f"outer (chunk) sums added in each PE or by one adder per row: "
                         f"{', '.join(OUTER_ADDERS)}; row needs chunk/dot >= cols (default {d.outer_adder})")
     g.add_argument("--top", metavar="NAME", help=f"Verilog top module name (default {d.top})")
+    from fp8mac.model.blockscale import BLOCK_FORMATS
+    g.add_argument("--a-block", metavar="NAME",
+                   help=f"block-scaled operands (both streams unless --b-block): {', '.join(BLOCK_FORMATS)}; "
+                        "each lane carries dot elements and its block's scale, one rounding per block")
+    g.add_argument("--b-block", metavar="NAME", help="the B stream's block format, if not --a-block's "
+                                                     "(same block size, e.g. mxfp8_e4m3 x mxfp8_e5m2)")
 
 
 def load_config_file(path) -> dict:
@@ -149,6 +155,23 @@ def _format_entries(config: MacConfig) -> dict:
         for s in ("a", "b"):
             entries[f"{s}_formats"] = [_format_entry(f) for f in config.stream_formats(s)]
         entries["datapath"] = dict(zip("ab", map(_format_entry, datapath_formats(config))))
+    if config.blocks:
+        # Block-scaled operands: the streams carry elements and scales, not a / b / in codes.
+        from .block import scale_width
+        from .pe import lane_widths
+        for key in ("a", "b", "in"):
+            entries.pop(key, None)
+        for s, lane in zip("ab", lane_widths(config)):
+            blk = getattr(config, f"{s}_block")
+            entries[f"{s}_block"] = {
+                **blk.to_dict(), "name": blk.label,
+                "element": {**blk.element.to_dict(), "width": blk.element.width,
+                            "max_value": float(blk.element.max_value)},
+                "scale": None if blk.scale is None else {**blk.scale.to_dict(), "width": blk.scale.width},
+                "lane_bits": lane, "element_bits": [0, config.dot * blk.element.width],
+                "scale_bits": None if blk.scale is None else [config.dot * blk.element.width, scale_width(blk)],
+                "beats_per_block": blk.block // config.dot,
+                "scale_read_on": "the block's last beat"}
     return entries
 
 

@@ -64,6 +64,9 @@ class LayerGemm:
         FP32 GEMM of the same FP8 operands: the error against it is accumulation error alone.
     fp32 : ndarray
         FP32 GEMM of the unquantized operands: quantization plus accumulation error.
+    scales : tuple or None
+        Block-scaled operands only: the scale codes ``(A's, B's)`` that go with the element
+        codes (:func:`~fp8mac.model.blockscale.block_gemm`); ``codes`` are then block_gemm's.
     """
 
     name: str
@@ -75,6 +78,7 @@ class LayerGemm:
     values: np.ndarray
     fp32_quantized: np.ndarray
     fp32: np.ndarray
+    scales: tuple | None = None  # block-scaled operands: (A's, B's) scale codes, block_gemm's
 
     @property
     def shape(self):

@@ -43,6 +43,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 
+from fp8mac.model.blockscale import block_gemm
 from fp8mac.model.config import MacConfig
 from fp8mac.model.gemm import mac_gemm
 from fp8mac.sim.axis import Lockstep, StreamDriver, StreamSink
@@ -134,9 +135,10 @@ def check_ports(dut, manifest: dict):
                                  f"manifest.json says {port['width']}")
 
 
-def padded_expected(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+def padded_expected(a_codes, b_codes, config: MacConfig, scales=None) -> np.ndarray:
     """The model's codes of the whole padded result, ``ceil(M/rows)*rows x ceil(N/cols)*cols``:
-    the hardware computes the padding lanes too (on +0 operands), and they are checked."""
+    the hardware computes the padding lanes too (on +0 operands, and the scale 1 for
+    block-scaled ones: ``scales`` are block_gemm's), and they are checked."""
     a = np.asarray(a_codes, dtype=np.int64)
     b = np.asarray(b_codes, dtype=np.int64)
     R, C = config.rows, config.cols
@@ -145,14 +147,21 @@ def padded_expected(a_codes, b_codes, config: MacConfig) -> np.ndarray:
     ap[:a.shape[0]] = a
     bp = np.zeros((b.shape[0], tn * C), np.int64)
     bp[:, :b.shape[1]] = b
+    if config.blocks:
+        sa, sb = scales if scales is not None else (None, None)
+        if sa is not None:
+            sa = np.vstack([sa, np.full((tm * R - a.shape[0], sa.shape[1]), config.a_block.scale_one())])
+        if sb is not None:
+            sb = np.hstack([sb, np.full((sb.shape[0], tn * C - b.shape[1]), config.b_block.scale_one())])
+        return block_gemm(ap, sa, bp, sb, config.block_config()).astype(np.int64)
     return mac_gemm(ap, bp, config).astype(np.int64)
 
 
-def expected_tiles(a_codes, b_codes, config: MacConfig) -> np.ndarray:
+def expected_tiles(a_codes, b_codes, config: MacConfig, scales=None) -> np.ndarray:
     """The model's result codes in stream order, ``(tiles, rows, cols)``: tile t's row r is result
     beat ``t * rows + r``. Padding lanes hold the model's results on the +0 padding operands that
     :func:`~fp8mac.sim.tiler.tiles` sends."""
-    out = padded_expected(a_codes, b_codes, config)
+    out = padded_expected(a_codes, b_codes, config, scales)
     R, C = config.rows, config.cols
     tm, tn = out.shape[0] // R, out.shape[1] // C
     return out.reshape(tm, R, tn, C).transpose(0, 2, 1, 3).reshape(tm * tn, R, C)
@@ -338,19 +347,20 @@ class AccelBench:
         ``b_format``)."""
         return self.config if formats is None else self.config.with_formats(*formats)
 
-    def start_gemm(self, a_codes, b_codes, name: str = "gemm", formats=None) -> "GemmInFlight":
+    def start_gemm(self, a_codes, b_codes, name: str = "gemm", formats=None, scales=None) -> "GemmInFlight":
         """Queue every operand beat of ``A @ B`` (all tiles, pre-packed) and check the result
         beats as they arrive; returns at once. :meth:`run_gemm` waits for the end. ``formats``:
-        as :meth:`gemm_config`; each stream's ``tuser`` carries its format's index."""
+        as :meth:`gemm_config`; each stream's ``tuser`` carries its format's index. ``scales``:
+        a block-scaled design's ``(A's, B's)`` scale codes (as block_gemm takes them)."""
         if self.a is None:
             raise RuntimeError("call reset() before the first GEMM")
         config = self.gemm_config(formats)
         users = [self.config.stream_formats(s).index(getattr(config, f"{s}_format")) for s in "ab"]
         a = np.asarray(a_codes, dtype=np.int64)
         b = np.asarray(b_codes, dtype=np.int64)
-        ts = tiles(a, b, config)
+        ts = tiles(a, b, config, *(scales or (None, None)))
         gemm = GemmInFlight(name, a.shape, b.shape, len(ts),
-                            self._scoreboard(name, expected_tiles(a, b, config), a.shape[0],
+                            self._scoreboard(name, expected_tiles(a, b, config, scales), a.shape[0],
                                              b.shape[1]))
         self.c.set_callback(gemm.check if self.fault is None else gemm.checker(self.fault))
         beats = len(ts[0].a_beats)  # per tile: ceil(K / dot)
@@ -363,10 +373,10 @@ class AccelBench:
         return gemm
 
     async def run_gemm(self, a_codes, b_codes, name: str = "gemm",
-                       timeout_cycles: int | None = None, formats=None) -> GemmRun:
+                       timeout_cycles: int | None = None, formats=None, scales=None) -> GemmRun:
         """Stream ``A (M x K) @ B (K x N)`` (codes of the streams' formats, or of ``formats``:
-        :meth:`gemm_config`) through the DUT and check every result code against the model;
-        returns the :class:`GemmRun`.
+        :meth:`gemm_config`; block-scaled: with ``scales``) through the DUT and check every
+        result code against the model; returns the :class:`GemmRun`.
 
         Raises
         ------
@@ -376,7 +386,7 @@ class AccelBench:
             If the results do not all arrive within ``timeout_cycles`` (default: generous for
             the stall patterns), or ``err_tlast`` (``err_tuser``) is set.
         """
-        gemm = self.start_gemm(a_codes, b_codes, name, formats)
+        gemm = self.start_gemm(a_codes, b_codes, name, formats, scales)
         if timeout_cycles is None:
             timeout_cycles = 60 * gemm.tiles * (gemm.k + self.config.rows) + 20_000
         await self.c.wait_for(gemm.scoreboard.expected_beats, timeout_cycles)

@@ -82,7 +82,8 @@ async def workloads(dut):
         if not forced:
             tb.set_pauses(*PAUSE_SETS[i % len(PAUSE_SETS)])
         await tb.reset()
-        run = await tb.run_gemm(layer.a_codes, layer.b_codes, name=layer.name, formats=formats)
+        run = await tb.run_gemm(layer.a_codes, layer.b_codes, name=layer.name, formats=formats,
+                                scales=layer.scales)
         exact = bool(np.array_equal(run.codes, layer.codes))  # the scoreboard already checked
         assert exact, f"{layer.name}: results differ from LayerGemm.codes (FP8MAC_SEED={tb.seed})"
         row = dict(workload=layer.name, shape="x".join(map(str, layer.shape)), exact=exact,

@@ -21,6 +21,10 @@ Workloads (``WORKLOADS``; ``size`` is ``"quick"`` or ``"full"``):
   where the format has them, infinities and NaNs), with products that overflow the accumulator;
 * ``k1``: K = 1 (one product per output, one chunk), ragged M and N.
 
+On a block-scaled design (``config.a_block``) the MLP workloads are block-quantized along K
+(:func:`block_layer`) and their codes come from :func:`~fp8mac.model.blockscale.block_gemm`; the
+other workloads are refused.
+
 Random operands and the MLP batch come from ``seed``; the MLP itself is trained once per process
 with a fixed seed (training is deterministic, so every run sees the same network).
 """
@@ -31,6 +35,7 @@ import functools
 
 import numpy as np
 
+from fp8mac.model.blockscale import block_gemm, dequantize_blocks, quantize_blocks
 from fp8mac.model.config import MacConfig
 from fp8mac.model.formats import FloatFormat, format_by_name
 from fp8mac.model.gemm import mac_gemm
@@ -38,7 +43,7 @@ from fp8mac.model.layers import LayerGemm, conv2d_forward, gemm_layer, operand_t
 from fp8mac.model.workloads import digits_conv_operands, digits_mlp_gemms, train_digits_mlp
 
 __all__ = ["WORKLOADS", "SIZES", "QUICK_WORKLOADS", "HFP8_FORMATS", "HFP8_STEP", "build_workload",
-           "workload_formats", "code_gemm", "corner_codes", "errors", "error_table", "nearest_config"]
+           "workload_formats", "code_gemm", "block_layer", "model_gemm", "corner_codes", "errors", "error_table", "nearest_config"]
 
 SIZES = {
     # MLP batch, conv images and filters, random GEMMs' extra rows/cols beyond whole tiles
@@ -76,8 +81,35 @@ def _mlp(key):
         mlp, (_, _, x_test, y_test) = _trained_mlp()
         batch = rng.choice(len(x_test), _check_size(size)["batch"], replace=False)
         a, b = digits_mlp_gemms(mlp, x_test[batch], y_test[batch])[key]
-        return gemm_layer(f"mlp.{key} {_FORMULAS[key.split('.')[1]]}", a, b, config)
+        name = f"mlp.{key} {_FORMULAS[key.split('.')[1]]}"
+        if config.blocks:
+            return block_layer(name, a, b, config)
+        return gemm_layer(name, a, b, config)
     return build
+
+
+def block_layer(name, a, b, config: MacConfig) -> LayerGemm:
+    """Float ``a`` (M x K) and ``b`` (K x N) block-quantized along K (the OCP MX / NVFP4 scale
+    rules of :func:`~fp8mac.model.blockscale.quantize_blocks`, elements to nearest) and run
+    through :func:`~fp8mac.model.blockscale.block_gemm`: a :class:`LayerGemm` with ``scales``."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a_codes, sa = quantize_blocks(a, config.a_block, axis=-1)
+    b_codes, sb = quantize_blocks(b, config.b_block, axis=0)
+    codes = block_gemm(a_codes, sa, b_codes, sb, config.block_config())
+    aq = dequantize_blocks(a_codes, sa, config.a_block, axis=-1).astype(np.float32)
+    bq = dequantize_blocks(b_codes, sb, config.b_block, axis=0).astype(np.float32)
+    return LayerGemm(name, a_codes.astype(np.int64), b_codes.astype(np.int64), 1.0, 1.0, codes,
+                     config.acc_format.decode(codes), (aq @ bq).astype(np.float64),
+                     (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float64), scales=(sa, sb))
+
+
+def model_gemm(layer: LayerGemm, config: MacConfig) -> np.ndarray:
+    """The model's result codes of ``layer``'s operands on ``config``: ``mac_gemm``, or
+    ``block_gemm`` with the layer's scales for a block-scaled design."""
+    if config.blocks:
+        return block_gemm(layer.a_codes, layer.scales[0], layer.b_codes, layer.scales[1], config.block_config())
+    return mac_gemm(layer.a_codes, layer.b_codes, config)
 
 
 def _conv(config, rng, size):
@@ -210,6 +242,8 @@ def build_workload(name: str, config: MacConfig, seed: int, size: str = "quick",
     """
     if name not in WORKLOADS:
         raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, not {name!r}")
+    if config.blocks and not name.startswith("mlp."):
+        raise ValueError(f"a block-scaled design runs the MLP workloads ({', '.join(HFP8_STEP)}), not {name!r}")
     _check_size(size)
     if formats is not None:
         config = config.with_formats(*formats)
@@ -236,7 +270,7 @@ def errors(layer: LayerGemm, result_codes, config: MacConfig) -> dict[str, float
     cases = [("vs_fp32_quantized", result_codes, "fp32_quantized"),
              ("vs_fp32", result_codes, "fp32")]
     for key, baseline in (("plain", MacConfig.plain), ("nearest", nearest_config)):
-        codes = mac_gemm(layer.a_codes, layer.b_codes, baseline(config))
+        codes = model_gemm(layer, baseline(config))
         cases.append((f"{key}_vs_fp32_quantized", codes, "fp32_quantized"))
     out = {}
     for key, codes, against in cases:

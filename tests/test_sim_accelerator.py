@@ -33,7 +33,7 @@ from fp8mac.model.gemm import mac_gemm
 from fp8mac.sim.accel_bench import (MANIFEST_ENV, build_args, design_name, ensure_design,
                                     run_gemm_on_simulator, simulator_throughput)
 from fp8mac.sim.runner import SIMULATORS, SimulationFailed, build_and_test, build_root
-from fp8mac.sim.workloads import QUICK_WORKLOADS, WORKLOADS, error_table
+from fp8mac.sim.workloads import HFP8_STEP, QUICK_WORKLOADS, WORKLOADS, error_table
 
 TIER = os.environ.get("FP8MAC_TIER", "quick").strip().lower() or "quick"
 if TIER not in ("quick", "full"):
@@ -55,6 +55,18 @@ QUICK_DESIGNS = [
     # run as a training step, each GEMM in its HFP8 formats (sim/workloads.HFP8_FORMATS).
     ("2x3-hfp8-runtime-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_formats=HFP8,
                                           b_formats=HFP8, inner_rounding="stochastic")),
+]
+# Block-scaled designs (issue 19): the digits MLP's training-step GEMMs (forward, backward,
+# weight gradient), block-quantized, against block_gemm.
+BLOCK_DESIGNS = [
+    ("2x2-mxfp4-dot8-chunk64-inner-sr", dict(rows=2, cols=2, a_block="mxfp4", dot=8, chunk=64,
+                                             inner_rounding="stochastic")),
+    ("2x2-mxfp8-e4m3-x-e5m2-dot8-chunk32", dict(rows=2, cols=2, a_block="mxfp8_e4m3", b_block="mxfp8_e5m2",
+                                                dot=8, chunk=32)),
+]
+FULL_BLOCK_DESIGNS = BLOCK_DESIGNS + [
+    ("2x3-nvfp4-dot16-chunk32-shared", dict(rows=2, cols=3, a_block="nvfp4", dot=16, chunk=32,
+                                            pe="shared-adder", inner_rounding="stochastic")),
 ]
 FULL_DESIGNS = QUICK_DESIGNS + [
     ("2x3-e5m2-x-e4m3-dot2-chunk8", dict(rows=2, cols=3, dot=2, chunk=8, a_format="fp8_e5m2",
@@ -79,7 +91,7 @@ FULL_DESIGNS = QUICK_DESIGNS + [
     ("3x3-pipeline3-dot4-chunk16-shared", dict(rows=3, cols=3, dot=4, chunk=16, pipeline=3,
                                                pe="shared-adder")),
 ]
-DESIGNS = QUICK_DESIGNS if TIER == "quick" else FULL_DESIGNS
+DESIGNS = (QUICK_DESIGNS + BLOCK_DESIGNS) if TIER == "quick" else (FULL_DESIGNS + FULL_BLOCK_DESIGNS)
 
 # Hardware bugs found by these tests and not fixed yet: (design id, workload) pairs left out of
 # test_accelerator, each with a strict xfail in test_known_hardware_bugs that fails once fixed.
@@ -118,6 +130,12 @@ def test_accelerator(name, fields, sim, rep, seed):
     size = "full" if TIER == "full" and sim == "verilator" else "quick"
     config = MacConfig(**fields)
     tests = COCOTB_TESTS + (["tuser_mid_tile"] if config.runtime_formats else [])
+    if config.blocks:  # a training step's GEMMs, block-quantized (the other tests send plain codes)
+        # Icarus, some 4 times slower than Verilator on these designs, runs one layer's step (its
+        # forward, backward and weight-gradient GEMMs) in the quick tier; Verilator runs both.
+        quick_icarus = TIER == "quick" and sim == "icarus"
+        workloads = tuple(w for w in HFP8_STEP if "fc2" in w) if quick_icarus else HFP8_STEP
+        tests = ["workloads"]
     results = run_cocotb(sim, config, tests, (seed + rep) % 2**32,
                          FP8MAC_WORKLOADS=",".join(workloads), FP8MAC_SIZE=size)
     rows = results.metrics["workloads"]
