@@ -213,6 +213,9 @@ class Engine(wiring.Component):
             raise ValueError(f"config must be a MacConfig, not {type(config).__name__}")
         if not isinstance(engine, EngineConfig):
             raise ValueError(f"engine must be an EngineConfig, not {type(engine).__name__}")
+        if config.blocks:
+            raise ValueError("a_block: the layer engine's buffers hold plain operand codes; block-scaled "
+                             "operands go with the streaming top (--top-kind stream)")
         self._config, self._engine = config, engine
         self._module_prefix = module_prefix
         super().__init__(port_members(engine_port_list(config)))

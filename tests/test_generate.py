@@ -113,6 +113,10 @@ BAD = [
     (["--dot", "8", "--chunk", "12"], r"chunk must be a multiple of dot \(8\), not 12"),
     (["--dot", "4", "--chunk", "2"], r"chunk must be a multiple of dot \(4\), not 2"),
     (["--dot", "four"], r"argument --dot: invalid int value"),
+    (["--a-block", "mxfp5"], r"a_block: unknown block format 'mxfp5'; choose one of mxfp8_e4m3"),
+    (["--a-block", "mxfp4", "--dot", "8", "--chunk", "48"], r"chunk must be a multiple of the block size \(32\)"),
+    (["--a-block", "nvfp4", "--dot", "32"], r"dot \(32\) must divide the block size \(16\)"),
+    (["--a-block", "mxfp4", "--dot", "8", "--top-kind", "engine"], r"a_block: the layer engine's buffers hold plain"),
 ]
 
 
@@ -277,3 +281,20 @@ def test_engine_register_header_compiles(tmp_path):
     r = subprocess.run([gcc, "-std=c11", "-Wall", "-Werror", "-I", str(out), "-fsyntax-only", str(src)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_block_scaled_generate(tmp_path):
+    """--a-block (issue 19): each lane is dot element codes plus the block's scale code, the
+    manifest says where each sits and how many beats a block takes, the config round-trips."""
+    out = tmp_path / "o"
+    assert main(["generate", "--out", str(out), "--rows", "1", "--cols", "2", "--dot", "8",
+                 "--a-block", "mxfp8_e4m3", "--b-block", "mxfp8_e5m2"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    widths = {p["name"]: p["width"] for p in man["ports"]}
+    assert widths["s_axis_a_tdata"] == 1 * (8 * 8 + 8) and widths["s_axis_b_tdata"] == 2 * (8 * 8 + 8)
+    blk = man["formats"]["a_block"]
+    assert (blk["lane_bits"], blk["element_bits"], blk["scale_bits"], blk["beats_per_block"]) == (72, [0, 64], [64, 8], 4)
+    assert man["formats"]["b_block"]["element"]["name"] == "fp8_e5m2" and "in" not in man["formats"]
+    assert MacConfig.from_dict(man["config"]) == MacConfig(rows=1, cols=2, dot=8, a_block="mxfp8_e4m3",
+                                                           b_block="mxfp8_e5m2")
+    assert "module fp8mac_array" in (out / "fp8mac_array.v").read_text()
