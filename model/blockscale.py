@@ -97,7 +97,7 @@ class BlockFormat:
         Elements per block sharing one scale: 16 or 32.
     scale : str, format or None
         ``"e8m0"`` (OCP MX), ``"fp8_e4m3"`` (NVFP4) or None (no scale: plain exact blocks, as
-        the radix-4 x INT4 GEMMs of Sun et al. use).
+        the radix-4 x INT4 GEMMs of Sun et al. use; ``"none"`` in a config file).
     name : str, optional
         A label; presets carry their table name.
 
@@ -118,6 +118,8 @@ class BlockFormat:
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or int(b) not in BLOCK_SIZES:
             raise ValueError(f"block must be one of {', '.join(map(str, BLOCK_SIZES))}, not {b!r}")
         object.__setattr__(self, "block", int(b))
+        if self.scale == "none":  # a config file's spelling of no scale (TOML has no null)
+            object.__setattr__(self, "scale", None)
         if self.scale is not None:
             object.__setattr__(self, "scale", scale_format(self.scale, "scale"))
 

@@ -230,3 +230,11 @@ def test_block_pe_holds_while_disabled(seed):
     sim.add_testbench(tb)
     sim.run()
     assert got == [want], f"got {got}, want {want:#x} (FP8MAC_SEED={seed})"
+
+
+def test_unscaled_block_spelled_in_a_config_file():
+    """A TOML grid or config file has no null: ``scale = "none"`` is a block without a scale, and
+    its lanes are the element codes alone."""
+    cfg = MacConfig.from_dict(dict(rows=1, cols=1, dot=8, a_block=dict(element="int4", block=32, scale="none")))
+    assert cfg.a_block.scale is None and cfg.b_block == cfg.a_block
+    assert block_lane_width(cfg.a_block, 8) == 8 * 4
