@@ -94,7 +94,7 @@ def element_unpack(m, fmt, code, name: str):
     lo = min(e for s, e in zip(sig, exp) if s)
     exp = [e if s else lo for s, e in zip(sig, exp)]
     u = fmt.unpack(np.arange(1 << fmt.width))
-    sw, ew = max(max(sig).bit_length(), 1), signed_width(min(exp), max(exp))
+    sw, ew = max(max(sig).bit_length(), 1), max(signed_width(min(exp), max(exp)), 2)
     value = Signal(unpacked_layout(sw, ew), name=name)
     with m.Switch(code):
         for c in range(1 << fmt.width):
@@ -182,7 +182,7 @@ class BlockSum(wiring.Component):
                 else:
                     elo, ehi = -fmt.bias, (1 << fmt.width) - 1 - fmt.bias
                 lo, hi = lo + elo, hi + ehi
-        return unpacked_layout(sig, signed_width(lo, hi))
+        return unpacked_layout(sig, max(signed_width(lo, hi), 2))
 
     def elaborate(self, platform):
         m = Module()

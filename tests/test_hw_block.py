@@ -122,6 +122,8 @@ CASES = [
      (2, 32, 2), False),
     ("2x2-r4-int4-dot8", dict(rows=2, cols=2, a_block=R4, b_block=dict(R4, element="int4"), dot=8, chunk=64,
                               inner_rounding="stochastic", outer_adder="pe"), (2, 64, 3), False),
+    pytest.param("2x2-int4-unscaled-dot4", dict(rows=2, cols=2, a_block=dict(R4, element="int4"), dot=4, chunk=32),
+                 (2, 40, 2), False, marks=FULL_ONLY),
     pytest.param("2x2-nvfp4-dot16-inner-sr", dict(rows=2, cols=2, a_block="nvfp4", dot=16, chunk=32,
                                                   inner_rounding="stochastic"), (3, 40, 3), False,
                  marks=FULL_ONLY),
