@@ -267,8 +267,15 @@ class MacConfig:
             raise ValueError(f"top must not be a Verilog/SystemVerilog keyword, not {self.top!r}")
         if self.a_block is not None or self.b_block is not None:
             from .blockscale import block_format  # blockscale builds on this module
-            a = block_format(self.a_block if self.a_block is not None else self.b_block, "a_block")
-            b = block_format(self.b_block if self.b_block is not None else self.a_block, "b_block")
+
+            def block(value, field):
+                try:
+                    return block_format(value, field)
+                except ValueError as exc:  # a dict's field errors name the field, not the stream
+                    msg = str(exc)
+                    raise ValueError(msg if msg.startswith(field) else f"{field}: {msg}") from None
+            a = block(self.a_block if self.a_block is not None else self.b_block, "a_block")
+            b = block(self.b_block if self.b_block is not None else self.a_block, "b_block")
             set_("a_block", a)
             set_("b_block", b)
             self.block_config()  # the model's checks (block sizes, chunk, dot, specials)

@@ -192,7 +192,13 @@ def test_block_config_errors():
                           (dict(a_block="mxfp4", dot=64), r"dot \(64\) must divide the block size \(32\)"),
                           (dict(a_block="nvfp4", b_block="mxfp4"), "b_block: .*block sizes must agree"),
                           (dict(a_block=dict(element="fp4_e2m1", block=24)), "block must be one of 16, 32"),
-                          (dict(a_block="mxfp4", a_formats="fp8_e5m2,fp8_e4m3"), "run-time format sets")):
+                          (dict(a_block="mxfp4", a_formats="fp8_e5m2,fp8_e4m3"), "run-time format sets"),
+                          (dict(a_block=dict(element="fp3")), "a_block: element: unknown element format 'fp3'"),
+                          (dict(a_block=dict(element="fp4_e2m1", block=8)), "a_block: block must be one of 16, 32"),
+                          (dict(a_block=dict(element="fp4_e2m1", scale="fp16")),
+                           "a_block: scale: unknown scale format 'fp16'; choose one of e8m0, fp8_e4m3"),
+                          (dict(a_block="mxfp4", b_block=dict(element="e8m0")), "b_block: element: unknown"),
+                          (dict(a_block=dict(element="fp16")), "a_block: element: element formats have 8 bits")):
         with pytest.raises(ValueError, match=match):
             MacConfig(**fields)
 
