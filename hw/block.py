@@ -1,5 +1,5 @@
 """The block stage of a block-scaled PE (issue 19): OCP MX (MXFP8 / MXFP6 / MXFP4), NVFP4 and
-unscaled 4-bit blocks (radix-4 FP4, INT4), one rounding per block.
+unscaled 4-bit blocks (radix-4 FP4, INT4, UINT4), one rounding per block.
 
 The model's step (:func:`fp8mac.model.blockscale.block_dot`) is::
 
@@ -21,7 +21,7 @@ whole blocks (the host completes K with code 0 elements, as the model does).
 
 Elements: a :class:`~fp8mac.model.formats.FloatFormat` (E2M1, E3M2, E2M3, E4M3, E5M2) is unpacked
 as the operand formats are (:func:`~fp8mac.hw.formats.unpack`); a
-:class:`~fp8mac.model.elements.GridFormat` (INT4, E1M2, radix-4 FP4) by a table of its codes'
+:class:`~fp8mac.model.elements.GridFormat` (INT4, UINT4, E1M2, radix-4 FP4) by a table of its codes'
 exact values, each an odd significand times a power of two, so that a radix-4 code is a
 significand of 1 and its products are shifts.
 """
