@@ -142,7 +142,7 @@ def write_area_report(result, out_dir, benchmarks=None) -> list[Path]:
     from importlib import metadata
 
     ds = Designs(result.grid.points)
-    res, failures, sources = {}, {}, []
+    res, failures, sources, own = {}, {}, [], 0.0
     for r in result.rows:
         name = r["point"].name
         if not name:
@@ -150,6 +150,7 @@ def write_area_report(result, out_dir, benchmarks=None) -> list[Path]:
         if r["status"] == "ok" and "report" in r:
             res[name] = r["report"]
             sources.append(r.get("source"))
+            own += r.get("seconds") or 0.0
         elif r["status"] != "ok":
             failures[name] = f"{r['error_type']}: {r['error_message'][:300]}"
     versions = sorted({rep.get("yosys", {}).get("version") for rep in res.values()} - {None})
@@ -163,7 +164,8 @@ def write_area_report(result, out_dir, benchmarks=None) -> list[Path]:
         run += f", {result.cached} from the cache of earlier runs"
     meta = {"yosys": "; ".join(versions) or "unknown", "yowasp": yowasp, "run": run,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "minutes": result.seconds / 60, "source": source_text(sources)}
+            "minutes": result.seconds / 60, "source": source_text(sources),
+            "design_minutes": own / 60, "cached": result.cached, "designs": len(res)}
     return write_report(ds, res, meta, failures, out_dir, benchmarks)
 
 
@@ -614,7 +616,9 @@ def write_report(ds, res, meta, failures, out_dir, benchmarks=None) -> list[Path
         with ``times``); a design missing here is shown as failed or left out.
     meta : dict
         ``yosys``, ``yowasp`` (versions), ``machine``, ``minutes`` (the run's wall time),
-        ``run`` (where and how many designs were computed), ``source`` (:func:`source_text`).
+        ``run`` (where and how many designs were computed), ``source`` (:func:`source_text`);
+        optionally ``design_minutes`` (the designs' own times, cached ones included), ``cached``
+        and ``designs`` (how many designs came from the cache, of how many).
     failures : dict
         Design name -> error.
     """
@@ -629,8 +633,9 @@ def write_report(ds, res, meta, failures, out_dir, benchmarks=None) -> list[Path
              "- ASIC library: OSU 0.18 um standard cells (`osu018_stdcells.lib`, Debian qflow-tech-osu018); "
              "1 NAND2-eq = area of NAND2X1 = 24 um^2, read from the liberty file",
              f"- Designs generated from fp8mac commit {meta.get('source', 'unknown')}",
-             f"- Machine: {meta['machine']}; total time {meta['minutes']:.1f} min ({meta['run']}), "
-             "other work on the machine included",
+             f"- Machine: {meta['machine']}; total time {meta['minutes']:.1f} min ({meta['run']}"
+             + (f"; the designs' own times add up to {meta['design_minutes']:.1f} min"
+                if meta.get("design_minutes") else "") + "), other work on the machine included",
              "- Flows: generic = `synth -flatten -noshare`, flip-flops legalized to plain D flip-flops, `abc -g "
              "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX`, `stat -tech cmos`; asic = `dfflibmap` + `abc "
              "-liberty -constr` (ABC's timing script: buffering and gate sizing; inputs driven by "
@@ -717,7 +722,9 @@ def write_report(ds, res, meta, failures, out_dir, benchmarks=None) -> list[Path
 
     body = ["## Area (Yosys, osu018)", "",
             f"`make synth`: {meta['yosys'].split(' (')[0]}, OSU 0.18 um cells, "
-            f"{meta['minutes']:.1f} min ({meta['machine']}). Full report: [reports/area.md](reports/area.md).", "",
+            f"{meta['minutes']:.1f} min ({meta['machine']}"
+            + (f"; {meta['cached']} of {meta['designs']} designs from the cache of earlier runs"
+               if meta.get("cached") else "") + "). Full report: [reports/area.md](reports/area.md).", "",
             "| PE | osu018 area (um^2) | transistors | vs default FP8 PE (area) |", "|---|---:|---:|---:|"]
     base = _v(fp8, "asic", "area")
     for d in ds.pes:

@@ -381,7 +381,7 @@ in_format = "fp8_e4m3"
     assert (out_dir / "work" / "mul_e4m3" / "asic").is_dir()
     md = (reports / "area.md").read_text()
     assert (reports / "area.png").read_bytes()[:4] == b"\x89PNG" and not (out_dir / "area.md").exists()
-    assert "(2 designs computed on a LocalCluster of 1 workers)" in md
+    assert "(2 designs computed on a LocalCluster of 1 workers; the designs' own times add up to" in md
     assert "- Designs generated from fp8mac " in md
     text = bench.read_text()
     assert "<!-- other:begin -->\nkeep\n<!-- other:end -->" in text
@@ -391,7 +391,8 @@ in_format = "fp8_e4m3"
     status, out, _ = _sweep(capsys, *args)
     assert status == 0 and "2 cached, 0 to compute" in out and "LocalCluster" not in out
     again = (reports / "area.md").read_text()
-    assert "(no design computed, 2 from the cache of earlier runs)" in again
+    assert "(no design computed, 2 from the cache of earlier runs; the designs' own times" in again
+    assert "2 of 2 designs from the cache of earlier runs)." in bench.read_text()
     assert [a for a, b in zip(md.splitlines(), again.splitlines()) if a != b] == \
         [line for line in md.splitlines() if line.startswith("- Machine:")]
     # --recompute evaluates the cached points again: here on a scheduler nobody runs
