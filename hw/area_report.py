@@ -24,7 +24,10 @@ grid names them:
   with the 8 x 8 arrays ``array8x8`` and ``array8x8_flat``;
 - ``hfp8``: ``fp8_e4m3``, ``fp8_mixed``, ``fp8_hfp8`` and ``array8x8_hfp8``;
 - ``engine``: the section's two shallowest engines (by ``depth``);
-- ``array``: the section's n x n arrays, hierarchical and flat, by size.
+- ``array``: the section's n x n arrays, hierarchical and flat, by size;
+- ``blockscaled``: the section's PEs (block-scaled and 4-bit ones, and FP8 ones to compare, in
+  grid order) against ``dot8_fp8`` and ``dot8_fp16``, then its ``blocksum`` blocks (the block
+  stages alone) against their PEs (``bs_<pe name>``).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ GOALS = {"fp16_fp32": 4.0, "fp32_fp32": 10.0}
 #: FP8 / baseline throughput per area (MAC/s per um^2 at each PE's own OpenSTA Fmax), at least.
 THROUGHPUT_GOALS = {"fp16_fp32": 6.0, "fp32_fp32": 25.0}
 #: The sections a point's ``section`` may name (the module docstring says what each shows).
-SECTIONS = ("pe", "dot", "pipeline", "hfp8", "block", "engine", "array")
+SECTIONS = ("pe", "dot", "pipeline", "hfp8", "block", "engine", "array", "blockscaled")
 
 
 class Designs:
@@ -423,6 +426,78 @@ def _hfp8_section(res, ds):
     return lines + [""]
 
 
+def _blockscaled_section(res, ds):
+    """Block-scaled and 4-bit PEs (issue 19) against FP8 and FP16 ones (Markdown lines)."""
+    pes = [p for p in ds.section("blockscaled") if p.kind == "pe" and res.get(p.name)]
+    if not pes:
+        return []
+
+    def per_mac(name):
+        area, p = _v(res.get(name), "asic", "area"), ds.points.get(name)
+        return None if area is None or p is None else area / p.config.dot
+
+    fp8, fp16 = per_mac("dot8_fp8"), per_mac("dot8_fp16")
+    lines = ["## Block-scaled and 4-bit PEs", "",
+             "A block-scaled PE (`--a-block`, `hw/block.py`) sums a block's products exactly in a "
+             "fixed-point register over block / dot beats, scales the sum on the block's last beat "
+             "(E8M0: an exponent add; NVFP4's E4M3: a 4 x 4-bit product) and adds it to its "
+             "fp16_ibm accumulator with one rounding per block. Area per MAC/cycle = area / dot; "
+             "throughput per area = dot x Fmax / area. Chunks of 8 loop steps' worth of products "
+             "(the row outer adder, as the default PE).", "",
+             "| PE | dot | osu018 area (um^2) | area per MAC/cycle (um^2) | Fmax (MHz) | GMAC/s per mm^2 | "
+             "FP8 dot 8 / this, area per MAC | FP16 dot 8 / this, area per MAC |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in pes:
+        r = res[p.name]
+        area, fmax, d = _v(r, "asic", "area"), _v(r, "asic", "fmax"), p.config.dot
+        apm = area / d
+        lines.append(f"| {ds.label(p.name)} | {d} | {_fmt(area)} | {_fmt(apm)} | {_fmt(fmax, 1)} | "
+                     f"{_fmt(d * fmax / area * 1e3 if fmax else None, 2)} | "
+                     f"{_fmt(fp8 / apm if fp8 else None, 2, 'x')} | {_fmt(fp16 / apm if fp16 else None, 2, 'x')} |")
+    stages = [(p, res.get(p.name), res.get(p.name[3:])) for p in ds.section("blockscaled")
+              if p.kind == "block" and p.block == "blocksum"]
+    stages = [(p, r, pe) for p, r, pe in stages if r and pe]
+    if stages:
+        from .block import BlockSum
+        lines += ["", "The block stage alone (the products, their exact sum over the block's beats, the "
+                      "scaling and the addend register) against its PE:", "",
+                  "| block stage of | sum register (bits) | stage area (um^2) | PE area (um^2) | share |",
+                  "|---|---:|---:|---:|---:|"]
+        for p, r, pe in stages:
+            stage, total = _v(r, "asic", "area"), _v(pe, "asic", "area")
+            lines.append(f"| {ds.label(p.name[3:])} | {BlockSum.sum_bits(p.config)[1]} | {_fmt(stage)} | "
+                         f"{_fmt(total)} | {_fmt(100 * stage / total, 0, ' %')} |")
+    got = {p.name: per_mac(p.name) for p in ds.section("blockscaled") if p.kind == "pe"}
+    mx8, e4m3 = res.get("mxfp8_dot8"), res.get("dot8_fp8_e4m3")
+    if mx8 and e4m3 and got.get("mxfp8_dot8") and got.get("dot8_fp8_e4m3"):
+        f_mx, f_e4 = _v(mx8, "asic", "fmax"), _v(e4m3, "asic", "fmax")
+        lines += ["", f"MXFP8 needs {got['mxfp8_dot8'] / got['dot8_fp8_e4m3'] - 1:.0%} more area per MAC than "
+                      "the FP8 e4m3 PE of the same dot width: that PE adds its accumulator and 8 products "
+                      "in one fixed-point frame (`DotMacUnit`), while the block PE registers the block's "
+                      "exact sum and aligns it once more in a `MacUnit` (two alignments; the price of one "
+                      "rounding per 32 products instead of per 8)."
+                      + (f" The register splits the path: {f_mx:.1f} MHz against {f_e4:.1f}." if f_mx and f_e4
+                         else "")
+                      + " The 4-bit elements are where block scaling pays: a 14-bit block sum instead of "
+                        "42 bits."]
+    if all(got.get(k) for k in ("r4_int4_dot8", "e2m1_dot8", "int4_dot8")):
+        from .block import element_frame
+        from fp8mac.model.elements import element_format
+        r4 = element_frame(element_format("fp4_r4"), element_format("int4"))[1]
+        e2 = element_frame(element_format("fp4_e2m1"), element_format("fp4_e2m1"))[1]
+        lines += ["", f"Radix-4 FP4 x INT4 (Sun et al. 2020): every radix-4 code is a significand of 1, so "
+                      f"its products are shifts and the multipliers vanish; yet the PE is "
+                      f"{got['r4_int4_dot8'] / got['e2m1_dot8']:.2f}x the E2M1 x E2M1 one and "
+                      f"{got['r4_int4_dot8'] / got['int4_dot8']:.2f}x the INT4 x INT4 one per MAC. The "
+                      f"limit is structural: exact products span the formats' whole range, {r4} bits "
+                      f"for radix-4 x INT4 (+-4**-2 .. 4**4 times -8 .. 7) against {e2} for E2M1 x E2M1, "
+                      "and the shifters, the carry-save tree, the block register and the accumulation "
+                      "adder's addend all grow with it. What would pass it: fewer radix-4 exponents "
+                      "(a narrower range, its GradScale doing the rest), or the products binned by "
+                      "exponent and summed per bin before one shift."]
+    return lines + [""]
+
+
 def _v(rep, target, figure):
     fig = rep.get(target, {}).get(figure) if rep else None
     return None if fig is None else fig.get("value")
@@ -654,7 +729,7 @@ def write_report(ds, res, meta, failures, out_dir, benchmarks=None) -> list[Path
         lines.append(f"| {label} | {by} | {_fmt(r, 2, 'x')} | >= {goal:g}x | {'yes' if met else 'no'} |")
     lines += ["", "## Processing elements", ""] + _pe_table(res, ds.pes)
     lines += [""] + _dot_section(res, ds) + _pipeline_section(res, ds) + _hfp8_section(res, ds)
-    lines += _engine_section(res, ds)
+    lines += _engine_section(res, ds) + _blockscaled_section(res, ds)
     lines += ["", "FFs: flip-flops of the generic netlist. iCE40 figures: the PE alone (LUT4 / SB_CARRY / "
               "SB_DFF*); Fmax with all IO registered. \"does not fit\": more logic cells than the HX8K's "
               "7680.", ""]

@@ -19,8 +19,9 @@ A point is a :class:`~fp8mac.model.config.MacConfig` and a **kind**:
     One sub-block of the PE the configuration describes, synthesized alone
     (:func:`~fp8mac.hw.emit.build_block`): ``multiplier`` (``in_format``), ``mac`` (the inner
     fused adder: ``acc_format``, ``in_format``, ``inner_rounding``, ``rbits``), ``adder`` (the
-    outer adder: ``acc_format``, ``outer_rounding``, ``rbits``) or ``lfsr`` (``lfsr_width``,
-    ``rbits``, ``seed``).
+    outer adder: ``acc_format``, ``outer_rounding``, ``rbits``), ``lfsr`` (``lfsr_width``,
+    ``rbits``, ``seed``) or, for a block-scaled PE, ``blocksum`` (its block stage,
+    :class:`~fp8mac.hw.block.BlockSum`: ``a_block``, ``b_block``, ``dot``).
 
 A named point (``name``) keeps the Verilog module names of ``make synth`` (``pe_<name>``, the
 row adder ``row_adder``, a block ``<name>``, an array or engine ``config.top``) and its
@@ -43,7 +44,7 @@ __all__ = ["KINDS", "BLOCKS", "TARGETS", "POINT_FIELDS", "TOOL_TIMEOUT", "Point"
            "estimated_cost"]
 
 KINDS = ("pe", "array", "engine", "block")
-BLOCKS = ("multiplier", "mac", "adder", "lfsr")  # fp8mac.hw.emit.BLOCKS
+BLOCKS = ("multiplier", "mac", "adder", "lfsr", "blocksum")  # fp8mac.hw.emit.BLOCKS, and a block PE's stage
 TARGETS = ("generic", "asic", "ice40")  # fp8mac.hw.synth.TARGETS
 #: The fields of a ``[[points]]`` entry besides MacConfig's.
 POINT_FIELDS = ("name", "label", "kind", "targets", "hierarchical", "block", "depth", "section",
@@ -164,6 +165,8 @@ def point_from_entry(config: MacConfig, entry: dict, where: str) -> Point:
     if kind == "block":
         if block not in BLOCKS:
             _fail(where, f"block must be one of {', '.join(BLOCKS)}, not {block!r}")
+        if block == "blocksum" and not config.blocks:
+            _fail(where, "block blocksum is the block stage of a block-scaled PE: give a_block")
     elif block is not None:
         _fail(where, f"block is for kind block, not {kind}")
     depth = entry.get("depth")
@@ -207,6 +210,7 @@ def block_args(point: Point) -> dict:
                             rounding=c.inner_rounding, rbits=c.rbits),
         "adder": lambda: dict(acc_format=fmt(c.acc_format), rounding=c.outer_rounding, rbits=c.rbits),
         "lfsr": lambda: dict(lfsr_width=c.lfsr_width, rbits=c.rbits, seed=c.seed),
+        "blocksum": lambda: dict(a_block=c.a_block.label, b_block=c.b_block.label, dot=c.dot),
     }[point.block]()
 
 
@@ -236,6 +240,9 @@ def verilog(point: Point) -> str:
         from .emit import engine_verilog
         from .engine import EngineConfig
         return engine_verilog(c, EngineConfig(point.depth, point.depth, point.depth), point.top)
+    if point.block == "blocksum":
+        from .block import BlockSum
+        return emit_verilog(BlockSum(c), point.top)
     return emit_verilog(build_block(point.block, **block_args(point)), point.top)
 
 

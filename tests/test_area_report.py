@@ -39,7 +39,10 @@ def test_synth_grid_holds_the_designs_of_the_old_lists():
     name, label, kind, targets, and MacConfig (or block and its arguments, engine depth)."""
     old = json.loads((DATA / "designs.json").read_text())
     points = {p.name: p for p in load_grid("synth").points}
-    assert sorted(points) == sorted(d["key"] for d in old)
+    # ... and the block-scaled section added since (issue 19), nothing else
+    new = sorted(set(points) - {d["key"] for d in old})
+    assert new == sorted(p.name for p in points.values() if p.section == "blockscaled")
+    assert all(points[n].config.blocks or n == "dot8_fp8_e4m3" for n in new)
     for d in old:
         p = points[d["key"]]
         assert p.label == d["label"], d["key"]
@@ -191,3 +194,24 @@ def test_pipeline_section_lists_each_depth(designs):
     assert "| 1 | 1,100 | 100.0 | 90.91 | n/a | n/a | n/a | n/a | n/a |" in md
     assert "| 3 | n/a |" in md  # every depth of the grid's pipeline section
     assert _pipeline_section({"fp8": rep(1000.0, 50.0)}, designs) == []  # nothing pipelined: no section
+
+
+def test_blockscaled_section_sets_each_pe_against_fp8_and_fp16(designs):
+    """Area per MAC/cycle = area / dot, set against the dot-8 FP8 and FP16 PEs; each block stage
+    against its PE (figures made up here, ratios worked by hand)."""
+    from fp8mac.hw.area_report import _blockscaled_section
+
+    def rep(area, fmax=50.0):
+        return {"asic": {"area": {"value": area}, "fmax": {"value": fmax}}}
+
+    res = {"dot8_fp8": rep(80_000.0), "dot8_fp16": rep(240_000.0), "mxfp4_dot32": rep(96_000.0, 100.0),
+           "bs_mxfp4_dot8": rep(15_000.0), "mxfp4_dot8": rep(40_000.0),
+           "r4_int4_dot8": rep(48_000.0), "e2m1_dot8": rep(32_000.0), "int4_dot8": rep(30_000.0)}
+    md = "\n".join(_blockscaled_section(res, designs))
+    # dot 32: 96,000 / 32 = 3,000 per MAC; FP8 10,000 per MAC (3.33x), FP16 30,000 (10.00x);
+    # 32 x 100 MHz / 96,000 um^2 = 33.33 GMAC/s per mm^2
+    assert "| MXFP4 -> fp16_ibm, dot 32 (a block per cycle) | 32 | 96,000 | 3,000 | 100.0 | 33.33 | 3.33x | 10.00x |" in md
+    assert re.search(r"\| MXFP4 \(E2M1, E8M0 scale per 32\) -> fp16_ibm, dot 8 \| \d+ \| 15,000 \| 40,000 \| 38 % \|", md)
+    assert "1.50x the E2M1 x E2M1 one and 1.60x the INT4 x INT4 one" in md
+    assert "| NVFP4" not in md  # a design without results is left out
+    assert _blockscaled_section({}, designs) == []

@@ -133,7 +133,7 @@ BAD_GRIDS = [
     # named designs (fp8mac.hw.design_point)
     ("bad kind", '[[points]]\nkind = "chip"\n', "kind must be one of pe, array, engine, block, not 'chip'"),
     ("block without its block", '[[points]]\nkind = "block"\n',
-     "block must be one of multiplier, mac, adder, lfsr, not None"),
+     "block must be one of multiplier, mac, adder, lfsr, blocksum, not None"),
     ("block of a PE", '[[points]]\nblock = "mac"\n', "block is for kind block, not pe"),
     ("engine without depth", '[[points]]\nkind = "engine"\n', "depth (words per buffer) is needed for kind engine"),
     ("bad depth", '[[points]]\nkind = "engine"\ndepth = 12\n', "depth (words per buffer) must be a power of two"),
