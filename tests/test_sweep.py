@@ -106,6 +106,14 @@ exclude:
     key = point_key(named.points[0], ("area",), grid.settings)
     assert key != point_key(b, ("area",), grid.settings)
     assert key == point_key(relabeled.points[0], ("area",), grid.settings)
+    # ... and the code the figures come from (a checkout's version does not change with it)
+    from fp8mac.hw import sweep
+    assert point_key(b, ("area",), grid.settings) == point_key(b, ("area",), grid.settings,
+                                                               version=f"{sweep._version()}+{sweep.code_digest()}")
+    assert point_key(b, ("area",), grid.settings) != point_key(b, ("area",), grid.settings,
+                                                               version=f"{sweep._version()}+0000")
+    hw = Path(sweep.__file__).parent
+    assert all((hw / name).is_file() for name in sweep.REPORT_ONLY)  # none renamed away silently
 
 
 def test_readme_grid_example_loads(tmp_path):
