@@ -144,7 +144,7 @@ def run_demo(batch: int = 1024, seed: int = 0, sim: str = "verilator", synth: bo
     all_exact &= _engine_step(config, mlp, xtr, ytr, min(batch, ENGINE_BATCH), seed, sim, out)
     if synth:
         out("5. area of one processing element (Yosys + OSU 0.18 um standard cells):")
-        # the baseline of reports/area.md (scripts/synth_compare.py, "fp16_fp32")
+        # the baseline of reports/area.md (the synth grid's "fp16_fp32", fp8mac/hw/grids/synth.toml)
         base = MacConfig(in_format="fp16", acc_format="fp32").plain()
         areas = {}
         for label, what, cfg in (("fp8_default", "this array's PE", config),

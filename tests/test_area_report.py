@@ -35,8 +35,9 @@ def designs():
 
 
 def test_synth_grid_holds_the_designs_of_the_old_lists():
-    """Every design of scripts/synth_compare.py's lists at 68cf1be, and nothing else: the same
-    name, label, kind, targets, and MacConfig (or block and its arguments, engine depth)."""
+    """Every design of scripts/synth_compare.py's lists at 68cf1be (the script the grid
+    replaced), unchanged: the same name, label, kind, targets, and MacConfig (or block and its
+    arguments, engine depth); and besides them only the block-scaled section added since."""
     old = json.loads((DATA / "designs.json").read_text())
     points = {p.name: p for p in load_grid("synth").points}
     # ... and the block-scaled section added since (issue 19), nothing else
