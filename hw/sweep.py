@@ -445,6 +445,8 @@ def accuracy_figures(config: MacConfig, lengths=ACCURACY["lengths"], trials=ACCU
     unpadded one would be), the dot products by
     :func:`~fp8mac.model.studies.accumulation.dot_products` (``mac_gemm`` with ``config``).
 
+    A block-scaled point (``config.a_block``): :func:`_block_accuracy_figures`.
+
     Raises
     ------
     ValueError
@@ -454,6 +456,8 @@ def accuracy_figures(config: MacConfig, lengths=ACCURACY["lengths"], trials=ACCU
 
     from fp8mac.model.studies.accumulation import _exact, dot_products, draw_operands
 
+    if config.blocks:
+        return _block_accuracy_figures(config, lengths, trials, distribution, seed)
     if config.a_format != config.b_format:
         raise ValueError(f"accuracy: the accumulation study draws both operands in one format, "
                          f"but a_format is {config.a_format.label} and b_format "
@@ -464,6 +468,33 @@ def accuracy_figures(config: MacConfig, lengths=ACCURACY["lengths"], trials=ACCU
     exact, scale = _exact(groups, config.a_format)  # the study's exact sums and its metric's scale
     return {f"err_n{n}_rel": float(np.mean(np.abs(computed[n] - exact[n]) / scale[n]))
             for n in sorted(computed)}
+
+
+def _block_accuracy_figures(config: MacConfig, lengths, trials, distribution, seed) -> dict:
+    """:func:`accuracy_figures` of a block-scaled point: per length n, ``trials`` rows of n values
+    and one column of n (from ``distribution``, as the study draws them) block-quantized along K
+    (:func:`~fp8mac.model.blockscale.quantize_blocks`, OCP MX / NVFP4 scales, nearest), their
+    products by :func:`~fp8mac.model.blockscale.block_gemm`, and the mean over the rows of
+    ``|computed - exact| / sum |a_k b_k|`` of those quantized operands (the accumulation error
+    alone, the study's metric)."""
+    import math
+
+    import numpy as np
+
+    from fp8mac.model.blockscale import block_gemm, dequantize_blocks, quantize_blocks
+    from fp8mac.model.studies.accumulation import _draw, check_lengths
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in check_lengths(lengths):
+        a, sa = quantize_blocks(_draw(rng, distribution, (trials, n)), config.a_block, axis=-1)
+        b, sb = quantize_blocks(_draw(rng, distribution, (n, 1)), config.b_block, axis=0)
+        computed = config.acc_format.decode(block_gemm(a, sa, b, sb, config.block_config())[:, 0])
+        prods = (dequantize_blocks(a, sa, config.a_block, axis=-1)
+                 * dequantize_blocks(b, sb, config.b_block, axis=0)[:, 0])  # exact in float64
+        exact = np.array([math.fsum(row) for row in prods])
+        out[f"err_n{n}_rel"] = float(np.mean(np.abs(computed - exact) / np.abs(prods).sum(axis=1)))
+    return out
 
 
 def area_figures(config: MacConfig, work_dir) -> dict:
