@@ -113,7 +113,8 @@ R4 = dict(element="fp4_r4", block=32, scale=None)
 FULL_ONLY = pytest.mark.skipif(not FULL, reason="more block configurations: FP8MAC_TIER=full (make regress)")
 CASES = [
     # (id, config fields, (M, K, N), specials)
-    ("2x3-mxfp4-dot8-row", dict(rows=2, cols=3, a_block="mxfp4", dot=8, chunk=64), (3, 70, 4), False),
+    pytest.param("2x3-mxfp4-dot8-row", dict(rows=2, cols=3, a_block="mxfp4", dot=8, chunk=64), (3, 70, 4), False,
+                 marks=FULL_ONLY),
     ("3x2-mxfp8-dot8-chunk-off", dict(rows=3, cols=2, a_block="mxfp8_e5m2", dot=8, chunk=None),
      (3, 64, 2), False),
     # E5M2 elements (infinities) under E4M3 scales (zero): inf * 0 in a block.
@@ -144,8 +145,10 @@ def test_block_array_matches_model(name, fields, shape, specials, seed):
     check(MacConfig(**fields), *shape, seed=seed, specials=specials)
 
 
+@FULL_ONLY
 def test_block_array_seed_ports(seed):
-    """The generator's structure (one PE module, seeds on ports) computes the same."""
+    """The generator's structure (one PE module, seeds on ports) computes the same (the quick
+    tier runs it as Verilog: tests/test_sim_accelerator.py's block designs)."""
     check(MacConfig(rows=2, cols=2, a_block="mxfp4", dot=8, chunk=32, inner_rounding="stochastic"),
           2, 64, 2, seed, seed_ports=True)
 
