@@ -44,7 +44,7 @@ def dot_cases(acc_fmt, in_fmt, d, rng):
         As.append(np.asarray(a, dtype=np.int64))
         Bs.append(np.asarray(b, dtype=np.int64))
 
-    n = 300 * SCALE
+    n = 300 * SCALE if FULL else 150  # per family; the quick tier halves it (CI time), the full one x 8
     # Uniformly random codes.
     add(rng.integers(0, 1 << acc_fmt.width, n), rng.integers(0, 1 << w, (n, d)),
         rng.integers(0, 1 << w, (n, d)))
