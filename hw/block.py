@@ -105,14 +105,14 @@ def element_unpack(m, fmt, code, name: str):
 
 
 def _scale(fmt, code):
-    """``(sig, exp, nan, (exp_lo, exp_hi))`` of a scale code: E8M0 is ``2**(code - 127)`` (NaN
-    0xFF), E4M3 as :func:`unpack` reads it (its sign ignored); no scale format: 1."""
+    """``(sig, exp, nan)`` of a scale code: E8M0 is ``2**(code - 127)`` (NaN 0xFF), E4M3 as
+    :func:`unpack` reads it (its sign ignored); no scale format: 1."""
     if fmt is None:
-        return Const(1, 1), Const(0, 2), Const(0, 1), (0, 0)
+        return Const(1, 1), Const(0, 2), Const(0, 1)
     if isinstance(fmt, FloatFormat):
         v = unpack(fmt, code)
-        return v.sig, v.exp, v.nan, _exp_range(fmt)
-    return Const(1, 1), code - fmt.bias, code == (1 << fmt.width) - 1, (-fmt.bias, (1 << fmt.width) - 1 - fmt.bias)
+        return v.sig, v.exp, v.nan
+    return Const(1, 1), code - fmt.bias, code == (1 << fmt.width) - 1
 
 
 class BlockSum(wiring.Component):
@@ -236,8 +236,8 @@ class BlockSum(wiring.Component):
         neg = total[-1]
         mag = Mux(neg, -total, total)[:bits - 1]
         sign = Mux(inf, neg_inf, Mux(total.any(), neg, all_neg_zero))
-        ssig_a, sexp_a, snan_a, _ = _scale(blk_a.scale, self.a[d * wa:])
-        ssig_b, sexp_b, snan_b, _ = _scale(blk_b.scale, self.b[d * wb:])
+        ssig_a, sexp_a, snan_a = _scale(blk_a.scale, self.a[d * wa:])
+        ssig_b, sexp_b, snan_b = _scale(blk_b.scale, self.b[d * wb:])
         ssig = ssig_a * ssig_b
         s_nan = snan_a | snan_b
         v_nan = nan | s_nan | (inf & (ssig == 0))
