@@ -69,8 +69,7 @@ from .arith import check_format_pair
 from .config import MacConfig
 from .elements import E8M0, ELEMENT_FORMATS, SCALE_FORMATS, element_format, format_emax, round_to_format, scale_format
 from .formats import Unpacked, check_codes, format_by_name
-from .gemm import n_chunks, pe_seeds
-from .lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, draw_sequences, stream_seed
+from .gemm import n_chunks, random_draws
 from .rounding import add_exact, check_rounding, mul_exact, pack, round_unpacked, sum_exact
 
 __all__ = ["BlockFormat", "BlockConfig", "BLOCK_FORMATS", "BLOCK_SIZES", "block_format", "block_dot",
@@ -393,22 +392,8 @@ def block_gemm(a_codes, a_scales, b_codes, b_scales, config: BlockConfig) -> np.
 
     chunk = Kp if cfg.chunk is None else cfg.chunk
     nch = n_chunks(Kp, cfg.chunk)
-    T, steps, rb = tm * tn, Kb, cfg.rbits
-    i, j = np.arange(Mp)[:, None], np.arange(Np)[None, :]
-    tile = (i // R) * tn + (j // C)
-    pe_flat = (i % R) * C + (j % C)
-
-    def draws(stream, per_tile):
-        seq = draw_sequences(pe_seeds(cfg, stream), cfg.lfsr_width, rb, T * per_tile)
-        return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
-
-    inner_seq = draws(STREAM_INNER, steps) if cfg.inner_rounding == "stochastic" else None
-    outer_seq = draws(STREAM_OUTER, nch) if STREAM_OUTER in cfg.stochastic_streams else None
-    if STREAM_ROW_OUTER in cfg.row_streams:
-        seeds = np.array([[stream_seed(cfg.seed, r, 0, STREAM_ROW_OUTER, cfg.lfsr_width)] for r in range(R)],
-                         dtype=np.uint64)
-        seq = draw_sequences(seeds, cfg.lfsr_width, rb, T * nch * C)
-        outer_seq = seq.reshape(-1), (tile * nch * C + j % C) * R + i % R
+    rb = cfg.rbits
+    inner_seq, outer_seq = random_draws(cfg, tm, tn, Kb, nch)  # one inner draw per block step
 
     ptab = _product_table(fa.element, fb.element)
     wb = fb.element.width

@@ -53,7 +53,7 @@ from .formats import Unpacked, check_codes
 from .lfsr import STREAM_INNER, STREAM_OUTER, STREAM_ROW_OUTER, draw_sequences, stream_seed
 from .rounding import add_exact, mul_exact, pack, round_unpacked, sum_exact, top_exponent
 
-__all__ = ["mac_gemm", "mac_gemm_tile_formats", "pe_seeds", "n_chunks", "float_kernel_applies"]
+__all__ = ["mac_gemm", "mac_gemm_tile_formats", "pe_seeds", "n_chunks", "float_kernel_applies", "random_draws"]
 
 
 def n_chunks(k: int, chunk: int | None) -> int:
@@ -186,6 +186,39 @@ def float_kernel_applies(config: MacConfig) -> bool:
                                                 config.b_format) is not None
 
 
+def random_draws(config: MacConfig, tm: int, tn: int, steps: int, nch: int):
+    """The random bits of a GEMM of ``tm x tn`` tiles of ``steps`` MAC steps and ``nch`` chunks
+    each: ``(inner, outer)``, each None (no such stochastic stream) or ``(flat, base)``, where PE
+    step ``d``'s draw for output ``(i, j)`` of the padded result is ``flat[base[i, j] + d * R *
+    C]`` (R x C the array). The inner stream draws once per step, the PE's outer one once per
+    chunk, and a row's outer adder (``STREAM_ROW_OUTER``) once per chunk end of each of its PEs.
+    :func:`mac_gemm` and :func:`~fp8mac.model.blockscale.block_gemm` (whose step is a block)
+    share it."""
+    R, C, rb = config.rows, config.cols, config.rbits
+    T = tm * tn
+    # Per output (i, j): the flat index of its PE's first draw for its tile, in a draw sequence
+    # laid out (draw, r, c); draw d of that PE is then at base + d * R * C.
+    i, j = np.arange(tm * R)[:, None], np.arange(tn * C)[None, :]
+    tile = (i // R) * tn + (j // C)
+    pe_flat = (i % R) * C + (j % C)
+
+    def draws(stream, per_tile):
+        seq = draw_sequences(pe_seeds(config, stream), config.lfsr_width, rb, T * per_tile)
+        return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
+
+    inner_seq = draws(STREAM_INNER, steps) if config.inner_rounding == "stochastic" else None
+    outer_seq = draws(STREAM_OUTER, nch) if STREAM_OUTER in config.stochastic_streams else None
+    if STREAM_ROW_OUTER in config.row_streams:
+        # One sequence per row, laid out (draw, r); PE (r, c)'s chunk j of tile t is draw
+        # (t * nch + j) * C + c, at flat index ((t * nch + j) * C + c) * R + r: its draws are
+        # R * C apart, as with per-PE streams.
+        seeds = np.array([[stream_seed(config.seed, r, 0, STREAM_ROW_OUTER, config.lfsr_width)]
+                          for r in range(R)], dtype=np.uint64)
+        seq = draw_sequences(seeds, config.lfsr_width, rb, T * nch * C)
+        outer_seq = seq.reshape(-1), (tile * nch * C + j % C) * R + i % R
+    return inner_seq, outer_seq
+
+
 def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> np.ndarray:
     """The array's result codes (acc_format) for ``A (M x K) @ B (K x N)``: A given as
     ``config.a_format`` codes, B as ``config.b_format`` codes (both ``in_format`` unless the
@@ -228,28 +261,8 @@ def mac_gemm(a_codes, b_codes, config: MacConfig, kernel: str | None = None) -> 
 
     chunk = Kp if config.chunk is None else config.chunk
     nch = n_chunks(Kp, config.chunk)
-    T = tm * tn
     rb = config.rbits
-    # Per output (i, j): the flat index of its PE's first draw for its tile, in a draw sequence
-    # laid out (draw, r, c); draw d of that PE is then at base + d * R * C.
-    i, j = np.arange(Mp)[:, None], np.arange(Np)[None, :]
-    tile = (i // R) * tn + (j // C)
-    pe_flat = (i % R) * C + (j % C)
-
-    def draws(stream, per_tile):
-        seq = draw_sequences(pe_seeds(config, stream), config.lfsr_width, rb, T * per_tile)
-        return seq.reshape(-1), tile * per_tile * (R * C) + pe_flat
-
-    inner_seq = draws(STREAM_INNER, steps) if config.inner_rounding == "stochastic" else None
-    outer_seq = draws(STREAM_OUTER, nch) if STREAM_OUTER in config.stochastic_streams else None
-    if STREAM_ROW_OUTER in config.row_streams:
-        # One sequence per row, laid out (draw, r); PE (r, c)'s chunk j of tile t is draw
-        # (t * nch + j) * C + c, at flat index ((t * nch + j) * C + c) * R + r: its draws are
-        # R * C apart, as with per-PE streams.
-        seeds = np.array([[stream_seed(config.seed, r, 0, STREAM_ROW_OUTER, config.lfsr_width)]
-                          for r in range(R)], dtype=np.uint64)
-        seq = draw_sequences(seeds, config.lfsr_width, rb, T * nch * C)
-        outer_seq = seq.reshape(-1), (tile * nch * C + j % C) * R + i % R
+    inner_seq, outer_seq = random_draws(config, tm, tn, steps, nch)
 
     if kernel is None:
         kernel = "float" if float_kernel_applies(config) else "int"

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import fraction_ref as ref
+from test_model_formats import assert_same_floats  # equal as float64, NaN = NaN, signed zeros
 from test_model_gemm import BitSerialLfsr, reference_stream_seed
 from fp8mac.model import FORMATS, FloatFormat, MacConfig, mac_gemm
 from fp8mac.model.blockscale import (BLOCK_FORMATS, BlockConfig, BlockFormat, block_dot, block_format, block_gemm,
@@ -83,15 +84,6 @@ def all_codes(fmt):
 
 def ref_values(fmt) -> np.ndarray:
     return np.array([as_float(ref_decode(fmt, c)) for c in range(1 << fmt.width)])
-
-
-def assert_same_floats(got, want, what=""):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    gn, wn = np.isnan(got), np.isnan(want)
-    bad = (gn != wn) | (~gn & ~wn & ((got != want) | (np.signbit(got) != np.signbit(want))))
-    if bad.any():
-        i = np.flatnonzero(bad)[:5]
-        raise AssertionError(f"{what}: {bad.sum()} mismatches, e.g. got {got.ravel()[i]} want {want.ravel()[i]}")
 
 
 # ---- references: the rounding rule ------------------------------------------------------------------
