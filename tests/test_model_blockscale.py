@@ -140,7 +140,7 @@ def float32_only(x):
 def stimulus(rng, fmt, n, scale=1.0):
     """float64 values for ``fmt`` (times ``scale``): its values, the midpoints between them, points
     just off the midpoints, random values from below the smallest to beyond the largest
-    magnitude, zeros of both signs; both signs throughout."""
+    magnitude, values beyond the largest, zeros of both signs; both signs throughout."""
     v = np.unique(np.abs(ref_values(fmt)[np.isfinite(ref_values(fmt))]))
     mids = (v[:-1] + v[1:]) / 2
     near = np.concatenate([np.nextafter(mids, 0), np.nextafter(mids, np.inf)])
@@ -149,7 +149,8 @@ def stimulus(rng, fmt, n, scale=1.0):
     with np.errstate(over="ignore"):
         f32 = rnd.astype(np.float32).astype(np.float64)
     rnd = np.where(np.isfinite(f32), f32, rnd)  # libraries convert through float32
-    x = np.concatenate([v, mids, near, rnd, [0.0]]) * scale
+    beyond = v[-1] * np.array([1.25, 2.0, 3.5])  # always some: random ones may all fall in range
+    x = np.concatenate([v, mids, near, rnd, beyond, [0.0]]) * scale
     return np.concatenate([x, -x])
 
 
